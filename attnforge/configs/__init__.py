@@ -1,0 +1,1 @@
+"""One frozen Config per block, shared by its rtl, sim, tb and gen code."""

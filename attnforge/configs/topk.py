@@ -1,0 +1,67 @@
+"""Parameters of the top-k engine (rtl/topk.py, sim/topk.py, tb/topk.py)."""
+
+import dataclasses
+from functools import cached_property
+
+from ..config import BlockConfig, ConfigError, in_range, param, power_of_two
+
+__all__ = ["TopKConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TopKConfig(BlockConfig):
+    """The top-k engine's parameters.
+
+    Scores are ``width``-bit signed integers arriving ``lanes`` per beat; a vector has
+    ``N ≤ n_max`` scores (a multiple of ``lanes``) and its own ``k`` (1 ≤ k ≤ N). The select
+    passes read ``comparators`` candidates per cycle and resolve ``radix_bits`` bits of the
+    k-th largest value per pass, so a vector never needs more than
+    ``levels - 1`` passes over at most ``N`` candidates.
+    """
+
+    width: int = param(16, "score bits (signed two's complement)", in_range(4, 32))
+    n_max: int = param(1024, "longest vector (scores)", power_of_two(2, 65536))
+    lanes: int = param(8, "scores per input and output beat", power_of_two(1, 64))
+    comparators: int = param(16, "candidates compared per cycle in the select and output passes",
+                             power_of_two(1, 128))
+    radix_bits: int = param(4, "bits of the k-th value resolved per select pass", in_range(1, 6))
+
+    def validate(self):
+        if self.comparators < self.lanes:
+            raise ConfigError(f"comparators={self.comparators} must be ≥ lanes={self.lanes}")
+        if self.n_max < self.comparators:
+            raise ConfigError(f"n_max={self.n_max} must be ≥ comparators={self.comparators}")
+        if self.width < 2 * self.radix_bits:
+            raise ConfigError(f"width={self.width} must be ≥ 2 × radix_bits={2 * self.radix_bits}")
+
+    @property
+    def levels(self):
+        """Digits of ``radix_bits`` in a key: one histogram while receiving, the rest in passes."""
+        return -(-self.width // self.radix_bits)
+
+    @property
+    def key_bits(self):
+        return self.levels * self.radix_bits
+
+    @property
+    def buckets(self):
+        return 1 << self.radix_bits
+
+    @property
+    def words(self):
+        """Buffer words (``comparators`` scores each) per vector slot."""
+        return self.n_max // self.comparators
+
+    @property
+    def index_bits(self):
+        return max(1, (self.n_max - 1).bit_length())
+
+    @property
+    def count_bits(self):
+        return self.n_max.bit_length()
+
+    # Fixed latencies of the pipeline, shared by the RTL and the cycle model.
+    #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
+    PASS_DRAIN = 5
+    #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
+    LAST_PASS_DRAIN = 2

@@ -1,0 +1,214 @@
+"""Zero eliminators and packers: compaction of sparse beats into dense ones.
+
+SpAtten's zero eliminator (§IV-C) compacts the kept elements of a beat to its front: a
+prefix sum counts, for each element, the dropped elements before it, and ``log2(width)``
+shifter layers move an element left by ``2**r`` when bit ``r`` of that count is set
+(collision-free, order-preserving). The :class:`Packer` then joins compacted beats into
+full output words, so a FIFO or an output stream carries no holes.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+__all__ = ["sparse_beat", "dense_beat", "ZeroEliminator", "Packer", "popcount", "rotate", "wires"]
+
+
+def popcount(bits):
+    """Sum of the bits of ``bits`` (a Value), as a balanced adder tree."""
+    terms = [bits[i] for i in range(len(bits))]
+    if not terms:
+        return Const(0, 1)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def sparse_beat(elem_shape, width):
+    """A beat of ``width`` elements with a ``keep`` mask, ending in ``last``."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(elem_shape, width),
+        "keep": width,
+        "last": 1,
+    })
+
+
+def dense_beat(elem_shape, width):
+    """A beat whose first ``count`` elements are valid, ending in ``last``."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(elem_shape, width),
+        "count": unsigned(ceil_log2(width + 1)),
+        "last": 1,
+    })
+
+
+def wires(m, values, name):
+    """Name each of ``values`` with a combinational Signal, so later uses share one net."""
+    named = []
+    for n, value in enumerate(values):
+        value = Value.cast(value)
+        wire = Signal(value.shape(), name=f"{name}{n}")
+        m.d.comb += wire.eq(value)
+        named.append(wire)
+    return named
+
+
+def rotate(m, values, amount, *, left, name="rot"):
+    """Rotate equal-width ``values`` by a run-time ``amount``: a log2(len) barrel shifter."""
+    size = len(values)
+    for r in range(ceil_log2(size)):
+        step = 1 << r
+        values = wires(m, [Mux(amount[r], values[(n + step) % size] if left else values[(n - step) % size],
+                               values[n]) for n in range(size)], f"{name}_l{r}_")
+    return values
+
+
+class ZeroEliminator(wiring.Component):
+    """Compact the kept elements of each beat to its front, in order.
+
+    Two register stages: the prefix sum of dropped elements, then the shifter layers.
+
+    Parameters
+    ----------
+    elem_shape : shape-like
+        One element (a value, or a struct of value and index).
+    width : int
+        Elements per beat, a power of two.
+
+    Attributes
+    ----------
+    i : In(stream) of :func:`sparse_beat`
+    o : Out(stream) of :func:`dense_beat`
+    """
+
+    def __init__(self, elem_shape, width):
+        exact_log2(width)
+        self._elem_shape = elem_shape
+        self._width = width
+        super().__init__({
+            "i": In(stream.Signature(sparse_beat(elem_shape, width))),
+            "o": Out(stream.Signature(dense_beat(elem_shape, width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = self._width
+        shift_bits = max(1, ceil_log2(width))
+        advance = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(advance)
+
+        # Stage 1: the number of dropped elements before each element, and the count.
+        stage1 = Signal(sparse_beat(self._elem_shape, width))
+        stage1_valid = Signal()
+        shifts = [Signal(shift_bits, name=f"shift{n}") for n in range(width)]
+        count = Signal(ceil_log2(width + 1))
+        with m.If(advance):
+            m.d.sync += [stage1.eq(self.i.payload), stage1_valid.eq(self.i.valid)]
+            dropped = Const(0, 1)
+            for n in range(width):
+                m.d.sync += shifts[n].eq(dropped)
+                dropped = dropped + ~self.i.payload.keep[n]
+            m.d.sync += count.eq(popcount(self.i.payload.keep))
+
+        # Stage 2: layer r moves an element left by 2**r when bit r of its shift is set.
+        lanes = [(stage1.keep[n], stage1.data[n], shifts[n]) for n in range(width)]
+        for r in range(ceil_log2(width)):
+            step = 1 << r
+            moved = []
+            for n in range(width):
+                keep, value, shift = lanes[n]
+                stays = keep & ~shift[r]
+                if n + step < width:
+                    far_keep, far_value, far_shift = lanes[n + step]
+                    arrives = far_keep & far_shift[r]
+                    moved.append((stays | arrives, Mux(arrives, far_value, value), Mux(arrives, far_shift, shift)))
+                else:
+                    moved.append((stays, value, shift))
+            lanes = list(zip(wires(m, [keep for keep, _, _ in moved], f"keep_l{r}_"),
+                             wires(m, [value for _, value, _ in moved], f"value_l{r}_"),
+                             wires(m, [shift for _, _, shift in moved], f"shift_l{r}_")))
+        with m.If(advance):
+            m.d.sync += [
+                self.o.valid.eq(stage1_valid),
+                self.o.payload.count.eq(count),
+                self.o.payload.last.eq(stage1.last),
+            ]
+            m.d.sync += [self.o.payload.data[n].eq(lanes[n][1]) for n in range(width)]
+        return m
+
+
+class Packer(wiring.Component):
+    """Join compacted beats of up to ``width_in`` elements into words of ``width_out``.
+
+    A ring of ``2 * width_in`` entries: beats enter at the tail (rotated into place),
+    words leave from the head. A word leaves once more elements are known to follow it,
+    or at the end of the vector, so the vector's ``last`` word always has ``count ≥ 1``
+    (unless the vector kept nothing at all: then one empty ``last`` word).
+
+    Parameters
+    ----------
+    elem_shape : shape-like
+    width_in, width_out : int
+        Powers of two, ``width_out ≤ width_in``.
+
+    Attributes
+    ----------
+    i : In(stream) of :func:`dense_beat` ``(width_in)``
+    o : Out(stream) of :func:`dense_beat` ``(width_out)``
+    """
+
+    def __init__(self, elem_shape, width_in, width_out):
+        exact_log2(width_in), exact_log2(width_out)
+        if width_out > width_in:
+            raise ValueError(f"width_out ({width_out}) must not exceed width_in ({width_in})")
+        self._elem_shape = elem_shape
+        self._width_in = width_in
+        self._width_out = width_out
+        super().__init__({
+            "i": In(stream.Signature(dense_beat(elem_shape, width_in))),
+            "o": Out(stream.Signature(dense_beat(elem_shape, width_out))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        win, wout = self._width_in, self._width_out
+        size = 2 * win
+        ring = Signal(data.ArrayLayout(self._elem_shape, size))
+        tail = Signal(range(size))
+        head = Signal(range(size))
+        fill = Signal(range(size + 1))
+        ending = Signal()  # the vector's last beat is in the ring
+
+        m.d.comb += [
+            self.o.valid.eq((fill > wout) | ending),
+            self.o.payload.count.eq(Mux(fill > wout, wout, fill)),
+            self.o.payload.last.eq(ending & (fill <= wout)),
+        ]
+        # The word at the head: the ring rotated left by head, first wout entries.
+        at_head = rotate(m, list(ring), head, left=True, name="head")
+        for n in range(wout):
+            m.d.comb += self.o.payload.data[n].eq(at_head[n])
+        taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
+        m.d.comb += self.i.ready.eq(~ending & (fill - taken <= win))
+        entering = self.i.valid & self.i.ready
+        given = Mux(entering, self.i.payload.count, 0)
+
+        # The incoming beat, padded to the ring's size and rotated right by tail.
+        incoming = [Cat(Value.cast(self.i.payload.data[n]), n < self.i.payload.count)
+                    if n < win else Const(0, len(Value.cast(ring[0])) + 1) for n in range(size)]
+        placed = rotate(m, incoming, tail, left=False, name="tail")
+        for s, entry in enumerate(placed):
+            with m.If(entering & entry[-1]):
+                m.d.sync += ring[s].eq(entry[:-1])
+        m.d.sync += [
+            fill.eq(fill - taken + given),
+            tail.eq(tail + given),
+            head.eq(head + taken),
+        ]
+        with m.If(self.i.valid & self.i.ready & self.i.payload.last):
+            m.d.sync += ending.eq(1)
+        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+            m.d.sync += ending.eq(0)
+        return m

@@ -1,0 +1,389 @@
+"""SpAtten's top-k engine, pipelined over a stream of vectors and bounded in the worst case.
+
+Three stages work on three vector slots of one buffer memory at once, so receiving vector
+``i+2`` overlaps selecting ``i+1`` and emitting ``i``:
+
+1. **Receive** ``lanes`` scores per beat into a free slot, and while they stream past,
+   histogram their top digit (``radix_bits`` bits of the order-preserving key) with ``≥``
+   comparator arrays: bucket ``b`` counts the scores whose digit is ``≥ b``.
+2. **Select** the k-th largest value digit by digit. A pass reads ``comparators``
+   candidates per cycle, keeps those whose resolved digits match (the zero eliminator
+   compacts them into the ping-pong candidate FIFO), and histograms their next digit.
+   This replaces the paper's random pivot by ``2**radix_bits``-way partitions on the key
+   bits: every pass fixes ``radix_bits`` bits, so a vector takes at most ``levels - 1``
+   passes, each over at most N candidates, whatever the input.
+3. **Emit**: read the slot ``comparators`` scores per cycle, keep every score greater than
+   the k-th largest value and the earliest ties until k are kept (the tie counter), compact
+   with a third zero eliminator, and pack into beats of ``lanes`` (value, index) pairs in
+   input order.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from ..configs.topk import TopKConfig
+from .compact import Packer, ZeroEliminator, popcount, wires
+
+__all__ = ["TopK", "input_beat", "output_beat"]
+
+FREE, RECEIVED, SELECTED = 0, 1, 2
+
+
+def input_beat(cfg):
+    """``lanes`` scores; ``k`` (read on a vector's first beat); ``last`` ends the vector."""
+    return data.StructLayout({
+        "scores": data.ArrayLayout(signed(cfg.width), cfg.lanes),
+        "k": unsigned(cfg.count_bits),
+        "last": 1,
+    })
+
+
+def output_beat(cfg):
+    """Up to ``lanes`` selected scores with their indices, in input order; ``count`` valid."""
+    return data.StructLayout({
+        "values": data.ArrayLayout(signed(cfg.width), cfg.lanes),
+        "indices": data.ArrayLayout(unsigned(cfg.index_bits), cfg.lanes),
+        "count": unsigned(cfg.lanes.bit_length()),
+        "last": 1,
+    })
+
+
+def _key(cfg, value):
+    """The order-preserving unsigned key of a signed score: sign bit flipped, zero-padded."""
+    pad = cfg.key_bits - cfg.width
+    return Cat(Const(0, pad), value[:cfg.width - 1], ~value[cfg.width - 1]) if pad else \
+        Cat(value[:cfg.width - 1], ~value[cfg.width - 1])
+
+
+def _digit(cfg, key, level):
+    """Digit ``level`` (1 = most significant) of a key; ``level`` may be a Value."""
+    digits = Array(key[(cfg.levels - j) * cfg.radix_bits:][:cfg.radix_bits]
+                   for j in range(1, cfg.levels + 1))
+    return digits[level - 1]
+
+
+def _resolve(cfg, at_least, total, k):
+    """The bucket holding the k-th largest key, from ``at_least[b]`` = #(digit ≥ b), b ≥ 1.
+
+    Returns ``(bucket, k_within, in_bucket)``: the largest ``b`` with ``#(digit ≥ b) ≥ k``,
+    the rank of the k-th largest inside that bucket, and the bucket's population.
+    """
+    counts = [total, *at_least, Const(0)]
+    bucket = Const(0, cfg.radix_bits)
+    above, inside = counts[1], counts[0] - counts[1]
+    for b in range(1, cfg.buckets):
+        hit = counts[b] >= k
+        bucket = Mux(hit, b, bucket)
+        above = Mux(hit, counts[b + 1], above)
+        inside = Mux(hit, counts[b] - counts[b + 1], inside)
+    return bucket, (k - above)[:cfg.count_bits], inside[:cfg.count_bits]
+
+
+class TopK(wiring.Component):
+    """The top-k engine.
+
+    Parameters
+    ----------
+    config : TopKConfig
+
+    Attributes
+    ----------
+    i : In(stream) of :func:`input_beat`
+        Scores, ``lanes`` per beat. ``k`` is read on the first beat of each vector and
+        clamped to ``[1, N]``; ``last`` marks the final beat. A vector reaching ``n_max``
+        scores ends there even without ``last``.
+    o : Out(stream) of :func:`output_beat`
+        The selected scores and their indices in input order, ``lanes`` per beat (the last
+        beat of a vector may hold fewer; ``count`` says how many), ``last`` on the final beat.
+    """
+
+    def __init__(self, config=TopKConfig()):
+        if not isinstance(config, TopKConfig):
+            raise TypeError(f"config must be a TopKConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "i": In(stream.Signature(input_beat(config))),
+            "o": Out(stream.Signature(output_beat(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        W, L, C, B = cfg.width, cfg.lanes, cfg.comparators, cfg.buckets
+        groups = C // L
+        word_bits = exact_log2(cfg.words)
+        count = unsigned(cfg.count_bits)
+        word_shape = data.ArrayLayout(signed(W), C)
+
+        # Three vector slots in one buffer: slot s holds words s*words .. s*words+words-1.
+        m.submodules.buffer = buffer = memory.Memory(shape=word_shape, depth=3 * cfg.words, init=[])
+        receive_port = buffer.write_port(granularity=L)
+        select_port = buffer.read_port()
+        emit_port = buffer.read_port()
+        # Ping-pong candidate FIFOs of the select passes, one memory.
+        m.submodules.fifo = fifo = memory.Memory(shape=word_shape, depth=2 * cfg.words, init=[])
+        fifo_write = fifo.write_port()
+        fifo_read = fifo.read_port()
+
+        # Per-slot state, written by the stage that owns the slot.
+        state = Array(Signal(2, name=f"slot{s}_state") for s in range(3))
+        slot_n = Array(Signal(count, name=f"slot{s}_n") for s in range(3))
+        slot_k = Array(Signal(count, name=f"slot{s}_k") for s in range(3))
+        slot_hist = Array(Array(Signal(count, name=f"slot{s}_ge{b}") for b in range(1, B))
+                          for s in range(3))
+        slot_threshold = Array(Signal(cfg.key_bits, name=f"slot{s}_threshold") for s in range(3))
+        slot_ties = Array(Signal(count, name=f"slot{s}_ties") for s in range(3))
+
+        def next_slot(slot):
+            return Mux(slot == 2, 0, slot + 1)
+
+        # ---- Stage 1: receive, histogram of the top digit ----------------------------
+        recv_slot = Signal(range(3))
+        recv_beat = Signal(range(cfg.n_max // L))
+        first = recv_beat == 0
+        ends = self.i.payload.last | (recv_beat == cfg.n_max // L - 1)
+        m.d.comb += self.i.ready.eq(state[recv_slot] == FREE)
+        accept = self.i.valid & self.i.ready
+        m.d.comb += [
+            receive_port.addr.eq(Cat((recv_beat >> exact_log2(groups))[:word_bits], recv_slot)),
+            receive_port.en.eq(Mux(accept, 1 << (recv_beat % groups if groups > 1 else 0), 0)),
+        ]
+        for g in range(groups):
+            for lane in range(L):
+                m.d.comb += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
+        top_digits = wires(m, [_digit(cfg, _key(cfg, self.i.payload.scores[lane]), 1)
+                               for lane in range(L)], "top_digit")
+        with m.If(accept):
+            for b in range(1, B):
+                seen = popcount(Cat(digit >= b for digit in top_digits))
+                m.d.sync += slot_hist[recv_slot][b - 1].eq(
+                    Mux(first, 0, slot_hist[recv_slot][b - 1]) + seen)
+            with m.If(first):
+                m.d.sync += slot_k[recv_slot].eq(self.i.payload.k)
+            with m.If(ends):
+                m.d.sync += [
+                    slot_n[recv_slot].eq((recv_beat + 1) * L),
+                    state[recv_slot].eq(RECEIVED),
+                    recv_slot.eq(next_slot(recv_slot)),
+                    recv_beat.eq(0),
+                ]
+            with m.Else():
+                m.d.sync += recv_beat.eq(recv_beat + 1)
+
+        # ---- Stage 2: select the k-th largest key, radix_bits per pass ---------------
+        sel_slot = Signal(range(3))
+        level = Signal(range(cfg.levels + 1))      # the digit being histogrammed
+        threshold = Signal(cfg.key_bits)           # resolved digits so far
+        matched = Signal(cfg.radix_bits)           # the previous level's digit
+        k_left = Signal(count)                     # rank still wanted among candidates
+        source_count = Signal(count)               # candidates in the pass's source
+        in_bucket = Signal(count)                  # candidates matching all resolved digits
+        hist = Array(Signal(count, name=f"ge{b}") for b in range(1, B))
+        scan_word = Signal(range(cfg.words + 1))
+        scan_words = Signal(range(cfg.words + 1))
+        wait = Signal(range(cfg.PASS_DRAIN + 1))
+        from_buffer = level == 2
+        slot_n_clamped = slot_n[sel_slot]
+        k_wanted = slot_k[sel_slot]
+        k_clamped = Mux(k_wanted == 0, 1, Mux(k_wanted > slot_n_clamped, slot_n_clamped, k_wanted))
+
+        m.d.comb += [
+            select_port.addr.eq(Cat(scan_word[:word_bits], sel_slot)),
+            fifo_read.addr.eq(Cat(scan_word[:word_bits], (level - 1)[0])),
+        ]
+        read_valid = Signal()          # a word arrives from the source this cycle
+        read_word = Signal(range(cfg.words))
+        read_last = Signal()
+        m.d.sync += [read_valid.eq(0), read_last.eq(0)]
+
+        with m.FSM(name="select"):
+            with m.State("IDLE"):
+                with m.If(state[sel_slot] == RECEIVED):
+                    bucket, k_within, population = _resolve(
+                        cfg, list(slot_hist[sel_slot]), slot_n_clamped, k_clamped)
+                    m.d.sync += [
+                        threshold.eq(bucket << ((cfg.levels - 1) * cfg.radix_bits)),
+                        matched.eq(bucket),
+                        k_left.eq(k_within),
+                        in_bucket.eq(population),
+                        source_count.eq(slot_n_clamped),
+                        level.eq(2),
+                        scan_word.eq(0),
+                        scan_words.eq((slot_n_clamped + C - 1) >> exact_log2(C)),
+                    ]
+                    m.d.sync += [h.eq(0) for h in hist]
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.sync += [
+                    scan_word.eq(scan_word + 1),
+                    read_valid.eq(1),
+                    read_word.eq(scan_word),
+                    read_last.eq(scan_word == scan_words - 1),
+                ]
+                with m.If(scan_word == scan_words - 1):
+                    m.d.sync += wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.PASS_DRAIN))
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = "RESOLVE"
+            with m.State("RESOLVE"):
+                bucket, k_within, population = _resolve(cfg, list(hist), in_bucket, k_left)
+                for j in range(2, cfg.levels + 1):
+                    with m.If(level == j):
+                        m.d.sync += threshold.eq(
+                            threshold | (bucket << ((cfg.levels - j) * cfg.radix_bits)))
+                m.d.sync += [
+                    matched.eq(bucket),
+                    k_left.eq(k_within),
+                    in_bucket.eq(population),
+                    source_count.eq(in_bucket),
+                    level.eq(level + 1),
+                    scan_word.eq(0),
+                    scan_words.eq((in_bucket + C - 1) >> exact_log2(C)),
+                ]
+                m.d.sync += [h.eq(0) for h in hist]
+                with m.If(level == cfg.levels):
+                    final = Signal(cfg.key_bits)
+                    m.d.comb += final.eq(threshold | bucket)
+                    m.d.sync += [
+                        slot_threshold[sel_slot].eq(final),
+                        slot_ties[sel_slot].eq(k_within),
+                        state[sel_slot].eq(SELECTED),
+                        sel_slot.eq(next_slot(sel_slot)),
+                    ]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "SCAN"
+
+        # The pass datapath: source word -> candidate and >= masks -> histogram, compaction.
+        source = Signal(word_shape)
+        m.d.comb += source.eq(Mux(from_buffer, select_port.data.as_value(), fifo_read.data.as_value()))
+        keys = wires(m, [_key(cfg, source[lane]) for lane in range(C)], "key")
+        previous_digits = wires(m, [_digit(cfg, key, level - 1) for key in keys], "previous_digit")
+        current_digits = wires(m, [_digit(cfg, key, level) for key in keys], "digit")
+        masks_valid = Signal()
+        masks_last = Signal()
+        masks_values = Signal(word_shape)
+        candidate = Signal(C)
+        at_least = [Signal(C, name=f"mask_ge{b}") for b in range(1, B)]
+        m.d.sync += [masks_valid.eq(read_valid), masks_last.eq(read_last), masks_values.eq(source)]
+        for lane in range(C):
+            present = (read_word * C + lane) < source_count
+            is_candidate = wires(m, [present & (previous_digits[lane] == matched)], f"candidate{lane}_")[0]
+            m.d.sync += candidate[lane].eq(is_candidate)
+            for b in range(1, B):
+                m.d.sync += at_least[b - 1][lane].eq(is_candidate & (current_digits[lane] >= b))
+        with m.If(masks_valid):
+            for b in range(1, B):
+                m.d.sync += hist[b - 1].eq(hist[b - 1] + popcount(at_least[b - 1]))
+
+        m.submodules.fifo_eliminator = fifo_eliminator = ZeroEliminator(signed(W), C)
+        m.submodules.fifo_packer = fifo_packer = Packer(signed(W), C, C)
+        fifo_word = Signal(range(cfg.words))
+        m.d.comb += [
+            fifo_eliminator.i.valid.eq(masks_valid & (level != cfg.levels)),
+            fifo_eliminator.i.payload.data.eq(masks_values),
+            fifo_eliminator.i.payload.keep.eq(candidate),
+            fifo_eliminator.i.payload.last.eq(masks_last),
+            fifo_packer.i.valid.eq(fifo_eliminator.o.valid),
+            fifo_packer.i.payload.eq(fifo_eliminator.o.payload),
+            fifo_eliminator.o.ready.eq(fifo_packer.i.ready),
+            fifo_packer.o.ready.eq(1),
+            fifo_write.addr.eq(Cat(fifo_word[:word_bits], level[0])),
+            fifo_write.data.eq(fifo_packer.o.payload.data),
+            fifo_write.en.eq(fifo_packer.o.valid),
+        ]
+        with m.If(fifo_packer.o.valid):
+            m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
+
+        # ---- Stage 3: emit in input order ---------------------------------------------
+        emit_slot = Signal(range(3))
+        emitting = Signal()            # words of emit_slot are being read
+        emit_word = Signal(range(cfg.words + 1))
+        emit_words = Signal(range(cfg.words + 1))
+        emit_n = Signal(count)
+        emit_threshold = Signal(signed(W))
+        emit_ties = Signal(count)
+        ties_seen = Signal(count)
+        held = Signal()                # emit_port.data holds a word not yet passed on
+        held_word = Signal(range(cfg.words))
+        held_last = Signal()
+
+        m.submodules.eliminator = eliminator = ZeroEliminator(
+            data.StructLayout({"value": signed(W), "index": unsigned(cfg.index_bits)}), C)
+        m.submodules.packer = packer = Packer(
+            data.StructLayout({"value": signed(W), "index": unsigned(cfg.index_bits)}), C, L)
+        load = ~held | eliminator.i.ready
+        starting = ~emitting & (state[emit_slot] == SELECTED)
+        issue = load & (emitting | starting)
+        n_here = Mux(starting, slot_n[emit_slot], emit_n)
+        words_here = Mux(starting, (slot_n[emit_slot] + C - 1) >> exact_log2(C), emit_words)
+        word_here = Mux(starting, 0, emit_word)
+        m.d.comb += [
+            emit_port.en.eq(load),
+            emit_port.addr.eq(Cat(word_here[:word_bits], emit_slot)),
+        ]
+        with m.If(load):
+            m.d.sync += [held.eq(issue), held_word.eq(word_here), held_last.eq(word_here == words_here - 1)]
+        with m.If(issue):
+            with m.If(starting):
+                key = slot_threshold[emit_slot]
+                pad = cfg.key_bits - W
+                m.d.sync += [
+                    emit_n.eq(slot_n[emit_slot]),
+                    emit_words.eq(words_here),
+                    emit_threshold.eq(Cat(key[pad:pad + W - 1], ~key[cfg.key_bits - 1])),
+                    emit_ties.eq(slot_ties[emit_slot]),
+                    emitting.eq(1),
+                ]
+            m.d.sync += emit_word.eq(word_here + 1)
+            with m.If(word_here == words_here - 1):
+                m.d.sync += [
+                    emitting.eq(0),
+                    emit_word.eq(0),
+                    state[emit_slot].eq(FREE),
+                    emit_slot.eq(next_slot(emit_slot)),
+                ]
+
+        greater = Signal(C)
+        equal = Signal(C)
+        for lane in range(C):
+            value = emit_port.data[lane]
+            present = (held_word * C + lane) < emit_n
+            m.d.comb += [
+                greater[lane].eq(present & (value > emit_threshold)),
+                equal[lane].eq(present & (value == emit_threshold)),
+            ]
+        ties_before = Const(0, count)
+        keep = []
+        for lane in range(C):
+            keep.append(greater[lane] | (equal[lane] & (ties_seen + ties_before < emit_ties)))
+            ties_before = ties_before + equal[lane]
+        m.d.comb += [
+            eliminator.i.valid.eq(held),
+            eliminator.i.payload.keep.eq(Cat(keep)),
+            eliminator.i.payload.last.eq(held_last),
+        ]
+        for lane in range(C):
+            m.d.comb += [
+                eliminator.i.payload.data[lane].value.eq(emit_port.data[lane]),
+                eliminator.i.payload.data[lane].index.eq(held_word * C + lane),
+            ]
+        with m.If(eliminator.i.valid & eliminator.i.ready):
+            m.d.sync += ties_seen.eq(Mux(held_last, 0, ties_seen + popcount(equal)))
+        wiring.connect(m, eliminator.o, packer.i)
+        m.d.comb += [
+            self.o.valid.eq(packer.o.valid),
+            packer.o.ready.eq(self.o.ready),
+            self.o.payload.count.eq(packer.o.payload.count),
+            self.o.payload.last.eq(packer.o.payload.last),
+        ]
+        for lane in range(L):
+            m.d.comb += [
+                self.o.payload.values[lane].eq(packer.o.payload.data[lane].value),
+                self.o.payload.indices[lane].eq(packer.o.payload.data[lane].index),
+            ]
+        return m

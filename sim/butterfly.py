@@ -1,0 +1,554 @@
+"""Bit-accurate numpy models of the butterfly PE and of the transforms built from it.
+
+Formats (see :mod:`attnforge.configs.butterfly`)
+-------------------------------------------------
+* Data: ``width``-bit signed integers per real component. A model returns integer
+  arrays and an exponent ``scale_log2`` such that ``out * 2**scale_log2`` approximates the
+  float result computed on the integer inputs (:func:`descale` does the multiplication).
+* Coefficients: ``twiddle_bits``-bit signed Q2.F, ``F = twiddle_bits - 2``; a float
+  coefficient ``c`` becomes ``floor(c·2**F + 0.5)`` saturated to the signed range
+  (:func:`quantize_coefs`; FFT twiddles from :meth:`ButterflyConfig.twiddle`).
+
+The PE (:func:`pe`, :func:`pe_fft`, :func:`pe_real`)
+-----------------------------------------------------
+One radix-2 butterfly, in one of two modes chosen per butterfly:
+
+* FFT (complex, decimation-in-time): ``y0 = (x0·2**F + W·x1) / 2**(F+shift)`` and
+  ``y1 = (x0·2**F − W·x1) / 2**(F+shift)``, with ``W·x1 = (wr·x1r − wi·x1i) +
+  j(wr·x1i + wi·x1r)``: four real products.
+* Real 2×2 (butterfly linear layers): ``y0 = (a·x0 + b·x1) / 2**(F+shift)``,
+  ``y1 = (c·x0 + d·x1) / 2**(F+shift)`` on the real components; the imaginary inputs are
+  ignored and the imaginary outputs are 0. Four real products.
+
+Each sum is formed exactly (no intermediate rounding), divided with **round half up**
+(add ``2**(F+shift-1)``, arithmetic shift right by ``F+shift``), then **saturated** to
+``[-2**(width-1), 2**(width-1) - 1]`` (never wrapped). ``shift`` is ``SHIFT_MIN`` …
+``SHIFT_MAX`` (−4 … 3; negative shifts scale up).
+
+Transforms
+----------
+* :func:`fft`: N-point radix-2 decimation-in-time FFT (forward, ``exp(-2πi·nk/N)``).
+  The input is read in bit-reversed order (a permutation the array's input buffer does
+  for free), then stages ``k = 0 … log2(N)-1`` run with stride ``s = 2**k``: pair
+  ``p = b·s + j`` combines positions ``2bs + j`` and ``2bs + s + j`` with the twiddle
+  ``W_{2s}^j = exp(-2πi·j/(2s))``. The output is in natural order. This is exactly the
+  butterfly layer below with twiddle blocks ``[[1, W], [1, −W]]`` applied to the
+  bit-reversed input (Dao et al.: FFT = butterfly matrix × bit reversal).
+* :func:`butterfly`: a butterfly linear layer, ``log2 N`` real factors, stage ``k`` with
+  stride ``2**k``, twiddle shape ``(log2N, N/2, 2, 2)`` (HazyResearch/butterfly,
+  ``increasing_stride=True``): ``y[2bs+j] = T[p,0,0]·x[2bs+j] + T[p,0,1]·x[2bs+s+j]``,
+  ``y[2bs+s+j] = T[p,1,0]·x[2bs+j] + T[p,1,1]·x[2bs+s+j]``, ``p = b·s + j``. Float
+  weights get one power-of-two exponent per stage (:func:`quantize_weights`), added to
+  ``scale_log2``.
+* :func:`fnet`: FNet token mixing ``Re(FFT_L(FFT_D(x)))`` of an ``L×D`` input: row FFTs,
+  then column FFTs of the complex result, keeping the real part.
+
+Per-stage scaling (``scaling=``)
+--------------------------------
+* ``"fixed"`` (FFT and FNet default): ``shift = 1`` on every stage, so an N-point FFT
+  returns ``FFT(x)/N`` with ``scale_log2 = log2 N``. A stage's values are partial DFTs
+  divided by their length, so they never exceed the largest input magnitude plus the
+  rounding and twiddle errors (≤ ½ LSB and ``√2·2**(width-1)·2**-(F+2)`` per stage): with
+  ``twiddle_bits ≥ width``, inputs of complex magnitude ≤ ``2**(width-1) − 2·log2 N``
+  never saturate. Larger complex inputs can (a complex square wave at full scale has a
+  bin of magnitude 4/π × full scale): those outputs saturate. Tiny inputs underflow:
+  every stage halves the signal's peak while the rounding noise stays ½ LSB.
+* ``"block"`` (butterfly default): block floating point with no overflow. Before each
+  stage, ``m`` = the largest ``|component|`` of the stage's input block, ``G`` = the
+  stage's coefficient gain bound (FFT: ``2**F + max(|wr|+|wi|)``; real:
+  ``max(|a|+|b|, |c|+|d|)``), and the shift is the smallest ``s ≥ SHIFT_MIN`` with
+  ``m·G < (2**(width-1) − ½)·2**(F+s)``: the stage cannot saturate, and it shifts no more
+  than its worst case needs (negative shifts scale small blocks up, so they keep their
+  precision). The block is one vector, or more with ``shared_axes`` (FNet shares one
+  exponent over the whole L×D frame, so the second FFT sees aligned rows).
+* a sequence of ``log2 N`` ints: those shifts, stage by stage (saturation as documented).
+
+``scale_log2`` is always an int64 array with the batch shape (0-d for one vector).
+"""
+
+import math
+
+import numpy as np
+
+from ..configs.butterfly import ButterflyConfig
+
+__all__ = [
+    "MODE_FFT", "MODE_REAL",
+    "round_shift", "saturate", "quantize_coefs", "quantize_weights", "pe", "pe_fft", "pe_real",
+    "bit_reverse", "fft_twiddles", "fft", "butterfly", "fnet",
+    "fft_float", "fft_butterfly_twiddles", "butterfly_factor", "butterfly_dense",
+    "butterfly_float", "fnet_float", "descale", "sqnr_db",
+]
+
+MODE_FFT = ButterflyConfig.MODE_FFT
+MODE_REAL = ButterflyConfig.MODE_REAL
+
+_DEFAULT = ButterflyConfig()
+
+
+# -- fixed-point primitives ---------------------------------------------------------------
+
+
+def round_shift(value, sh):
+    """``value / 2**sh`` rounded half up: ``(value + 2**(sh-1)) >> sh`` (``sh ≥ 1``)."""
+    value = np.asarray(value, dtype=np.int64)
+    sh = np.asarray(sh, dtype=np.int64)
+    return (value + (np.int64(1) << (sh - 1))) >> sh
+
+
+def saturate(value, cfg=_DEFAULT, stats=None):
+    """Clamp to the signed ``width``-bit range; count clamped values in ``stats["saturated"]``."""
+    value = np.asarray(value, dtype=np.int64)
+    out = np.clip(value, cfg.data_min, cfg.data_max)
+    if stats is not None:
+        stats["saturated"] = stats.get("saturated", 0) + int(np.count_nonzero(out != value))
+    return out
+
+
+def quantize_coefs(coefs, cfg=_DEFAULT):
+    """Float coefficients as Q2.F integers (round half up, saturate); ints pass unchanged.
+
+    Integer input must already be in the signed ``twiddle_bits`` range.
+    """
+    coefs = np.asarray(coefs)
+    lo, hi = -(1 << (cfg.twiddle_bits - 1)), (1 << (cfg.twiddle_bits - 1)) - 1
+    if np.issubdtype(coefs.dtype, np.integer):
+        _check_range(coefs, lo, hi, "coefficient")
+        return coefs.astype(np.int64)
+    q = np.floor(coefs.astype(np.float64) * (1 << cfg.coef_frac) + 0.5)
+    return np.clip(q, lo, hi).astype(np.int64)
+
+
+def quantize_weights(twiddle, cfg=_DEFAULT):
+    """Butterfly weights as Q2.F integers with one power-of-two exponent per stage.
+
+    Learned weights are not bounded by the Q2 range ``[-2, 2)`` (a Gaussian init with
+    standard deviation 0.7 leaves it every few hundred weights), so each stage ``k`` is
+    normalized by ``2**e_k``, ``e_k = floor(log2(max|T_k|))`` (one more if rounding would
+    leave the range): its largest weight lands in ``[1, 2)`` and uses every bit of the
+    format. ``e_k`` may be negative (small weights gain precision). The hardware never sees
+    ``e_k``; the model adds it to ``scale_log2``.
+
+    Parameters
+    ----------
+    twiddle : array, shape ``(stages, ...)``
+        Float weights, or ints already in Q2.F (then every ``e_k = 0``).
+
+    Returns
+    -------
+    q : int64 array, the shape of ``twiddle``
+    exponents : int64 array, shape ``(stages,)``
+    """
+    twiddle = np.asarray(twiddle)
+    stages = twiddle.shape[0]
+    if np.issubdtype(twiddle.dtype, np.integer):
+        return quantize_coefs(twiddle, cfg), np.zeros(stages, dtype=np.int64)
+    if not np.all(np.isfinite(twiddle)):
+        raise ValueError("twiddle holds NaN or infinite values")
+    hi = (1 << (cfg.twiddle_bits - 1)) - 1
+    q = np.zeros(twiddle.shape, dtype=np.int64)
+    exponents = np.zeros(stages, dtype=np.int64)
+    for k in range(stages):
+        peak = float(np.max(np.abs(twiddle[k]))) if twiddle[k].size else 0.0
+        e = math.floor(math.log2(peak)) if peak > 0 else 0
+        while math.floor(peak * 2.0 ** (cfg.coef_frac - e) + 0.5) > hi:
+            e += 1
+        exponents[k] = e
+        q[k] = quantize_coefs(twiddle[k] * 2.0 ** -e, cfg)
+    return q, exponents
+
+
+def _check_range(values, lo, hi, what):
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise TypeError(f"{what} values must be integers, not {values.dtype}")
+    if values.size and (values.min() < lo or values.max() > hi):
+        bad = values.min() if values.min() < lo else values.max()
+        raise ValueError(f"{what} value {int(bad)} is out of range: expected [{lo}, {hi}]")
+
+
+def _check_data(values, cfg, what="input"):
+    _check_range(values, cfg.data_min, cfg.data_max, what)
+    return np.asarray(values, dtype=np.int64)
+
+
+def _finish(total, shift, cfg, stats):
+    return saturate(round_shift(total, cfg.coef_frac + np.asarray(shift)), cfg, stats)
+
+
+# -- the PE ---------------------------------------------------------------------------------
+
+
+def pe_fft(x0, x1, w, shift=1, cfg=_DEFAULT, stats=None):
+    """The complex radix-2 DIT butterfly ``x0 ± W·x1``, scaled by ``2**-shift``.
+
+    Parameters
+    ----------
+    x0, x1 : tuple of int arrays
+        ``(re, im)`` of the two inputs, ``width``-bit signed (broadcastable).
+    w : tuple of int arrays
+        ``(re, im)`` of the twiddle in Q2.F.
+    shift : int or int array
+        Extra right shift, ``SHIFT_MIN`` … ``SHIFT_MAX``.
+
+    Returns
+    -------
+    y0, y1 : tuple of int arrays
+        ``(re, im)`` of ``x0 + W·x1`` and ``x0 − W·x1``, rounded half up and saturated.
+    """
+    (ar, ai), (br, bi), (wr, wi) = [tuple(np.asarray(v, dtype=np.int64) for v in z)
+                                    for z in (x0, x1, w)]
+    tr = wr * br - wi * bi
+    ti = wr * bi + wi * br
+    f = cfg.coef_frac
+    y0 = (_finish((ar << f) + tr, shift, cfg, stats), _finish((ai << f) + ti, shift, cfg, stats))
+    y1 = (_finish((ar << f) - tr, shift, cfg, stats), _finish((ai << f) - ti, shift, cfg, stats))
+    return y0, y1
+
+
+def pe_real(x0, x1, coef, shift=0, cfg=_DEFAULT, stats=None):
+    """The real 2×2 butterfly ``y0 = a·x0 + b·x1``, ``y1 = c·x0 + d·x1``, scaled by ``2**-shift``.
+
+    Parameters
+    ----------
+    x0, x1 : int arrays
+        Real inputs, ``width``-bit signed.
+    coef : tuple of int arrays
+        ``(a, b, c, d)`` in Q2.F (the 2×2 block ``[[a, b], [c, d]]``).
+    shift : int or int array
+        Extra right shift, ``SHIFT_MIN`` … ``SHIFT_MAX``.
+
+    Returns
+    -------
+    y0, y1 : int arrays
+    """
+    x0 = np.asarray(x0, dtype=np.int64)
+    x1 = np.asarray(x1, dtype=np.int64)
+    a, b, c, d = (np.asarray(v, dtype=np.int64) for v in coef)
+    return (_finish(a * x0 + b * x1, shift, cfg, stats),
+            _finish(c * x0 + d * x1, shift, cfg, stats))
+
+
+def pe(x0, x1, coef, mode, shift, cfg=_DEFAULT):
+    """The PE exactly as the hardware sees one beat (element-wise over arrays).
+
+    Parameters
+    ----------
+    x0, x1 : tuple of int arrays
+        ``(re, im)`` inputs.
+    coef : tuple of 4 int arrays
+        Q2.F coefficients: FFT mode uses ``coef[0] + j·coef[1]`` as ``W`` and ignores the
+        rest; real mode uses ``(a, b, c, d) = coef``.
+    mode : int array
+        ``MODE_FFT`` or ``MODE_REAL``.
+    shift : int array
+        ``SHIFT_MIN`` … ``SHIFT_MAX``.
+
+    Returns
+    -------
+    y0, y1 : tuple of int arrays
+        ``(re, im)`` outputs; in real mode the imaginary parts are 0.
+    """
+    mode = np.asarray(mode)
+    f0, f1 = pe_fft(x0, x1, coef[:2], shift, cfg)
+    r0, r1 = pe_real(x0[0], x1[0], coef, shift, cfg)
+    fft_mode = mode == MODE_FFT
+    zero = np.zeros_like(r0)
+    y0 = (np.where(fft_mode, f0[0], r0), np.where(fft_mode, f0[1], zero))
+    y1 = (np.where(fft_mode, f1[0], r1), np.where(fft_mode, f1[1], zero))
+    return y0, y1
+
+
+# -- transforms -------------------------------------------------------------------------------
+
+
+def _log2_length(n, cfg):
+    if n < 2 or n & (n - 1) or n > cfg.n_max:
+        raise ValueError(f"transform length {n} is out of range: expected a power of two "
+                         f"in [2, {cfg.n_max}] (n_max)")
+    return n.bit_length() - 1
+
+
+def bit_reverse(n):
+    """The bit-reversal permutation of ``range(n)`` (``n`` a power of two), as an index array."""
+    bits = n.bit_length() - 1
+    idx = np.arange(n)
+    rev = np.zeros(n, dtype=np.int64)
+    for b in range(bits):
+        rev |= ((idx >> b) & 1) << (bits - 1 - b)
+    return rev
+
+
+def fft_twiddles(n, cfg=_DEFAULT):
+    """Quantized FFT twiddles ``(wr, wi)``, each of shape ``(log2 n, n/2)``, pair order ``b·s + j``.
+
+    Stage ``k`` (stride ``s = 2**k``), pair ``p = b·s + j`` uses ``W_{2s}^j``.
+    """
+    stages = _log2_length(n, cfg)
+    wr = np.zeros((stages, n // 2), dtype=np.int64)
+    wi = np.zeros((stages, n // 2), dtype=np.int64)
+    for k in range(stages):
+        s = 1 << k
+        table = np.array([cfg.twiddle(j, 2 * s) for j in range(s)], dtype=np.int64)
+        wr[k] = np.tile(table[:, 0], n // (2 * s))
+        wi[k] = np.tile(table[:, 1], n // (2 * s))
+    return wr, wi
+
+
+def _pairs(x, s):
+    """View ``(..., n)`` as the stage's pairs: ``(x0, x1)`` of shape ``(..., n/(2s), s)``."""
+    v = x.reshape(*x.shape[:-1], x.shape[-1] // (2 * s), 2, s)
+    return v[..., 0, :], v[..., 1, :]
+
+
+def _unpairs(y0, y1):
+    y = np.stack([y0, y1], axis=-2)
+    return y.reshape(*y.shape[:-3], -1)
+
+
+def _block_max(parts, shared_axes):
+    """Largest ``|component|`` per block: over the transform axis and ``shared_axes`` more."""
+    m = np.max([np.max(np.abs(p), axis=-1) for p in parts], axis=0)
+    if shared_axes:
+        m = np.max(m, axis=tuple(range(-shared_axes, 0)), keepdims=True)
+    return m
+
+
+def _block_shift(m, gain, cfg):
+    """Smallest ``s ≥ SHIFT_MIN`` with ``m·gain < (2**(width-1) − ½)·2**(F+s)`` (or ``SHIFT_MAX``)."""
+    m = np.asarray(m, dtype=np.int64)
+    shift = np.full(m.shape, cfg.SHIFT_MAX, dtype=np.int64)
+    for s in range(cfg.SHIFT_MAX - 1, cfg.SHIFT_MIN - 1, -1):
+        fits = 2 * m * gain < ((1 << cfg.width) - 1) << (cfg.coef_frac + s)
+        shift = np.where(fits, s, shift)
+    return shift
+
+
+def _stage_shifts(scaling, stages, kind):
+    if isinstance(scaling, str):
+        allowed = ("fixed", "block") if kind == "fft" else ("block",)
+        if scaling not in allowed:
+            raise ValueError(f"scaling={scaling!r} is not supported here: expected one of "
+                             f"{', '.join(map(repr, allowed))} or a sequence of {stages} shifts")
+        return None
+    shifts = [int(s) for s in scaling]
+    lo, hi = ButterflyConfig.SHIFT_MIN, ButterflyConfig.SHIFT_MAX
+    if len(shifts) != stages or not all(lo <= s <= hi for s in shifts):
+        raise ValueError(f"scaling={scaling!r}: expected {stages} per-stage shifts, each in "
+                         f"[{lo}, {hi}]")
+    return shifts
+
+
+def fft(re, im=None, cfg=_DEFAULT, *, scaling="fixed", shared_axes=0, stats=None):
+    """The fixed-point N-point FFT built from :func:`pe_fft` (forward, natural order out).
+
+    Parameters
+    ----------
+    re, im : int arrays, shape ``(..., N)``
+        ``width``-bit signed components; ``im=None`` means a real input. ``N`` is a power of
+        two in ``[2, n_max]``.
+    cfg : ButterflyConfig
+    scaling : {"fixed", "block"} or sequence of int
+        The per-stage scaling policy (module docstring).
+    shared_axes : int
+        With ``"block"``: how many batch axes next to the transform axis share one exponent
+        (0: one per vector).
+    stats : dict, optional
+        Receives ``"saturated"`` (count of saturated output components).
+
+    Returns
+    -------
+    re, im : int64 arrays, shape ``(..., N)``
+        ``(re + j·im) * 2**scale_log2 ≈ numpy.fft.fft(x)``.
+    scale_log2 : int64 array, the batch shape
+    """
+    re = _check_data(re, cfg, "re")
+    im = np.zeros_like(re) if im is None else _check_data(im, cfg, "im")
+    if re.shape != im.shape:
+        raise ValueError(f"re and im differ in shape: {re.shape} vs {im.shape}")
+    n = re.shape[-1]
+    stages = _log2_length(n, cfg)
+    fixed = _stage_shifts(scaling, stages, "fft")
+    if isinstance(scaling, str) and scaling == "fixed":
+        fixed = [1] * stages
+    rev = bit_reverse(n)
+    xr, xi = re[..., rev], im[..., rev]
+    wr_all, wi_all = fft_twiddles(n, cfg)
+    batch = re.shape[:-1]
+    scale = np.zeros(batch, dtype=np.int64)
+    for k in range(stages):
+        s = 1 << k
+        wr = wr_all[k].reshape(n // (2 * s), s)
+        wi = wi_all[k].reshape(n // (2 * s), s)
+        if fixed is not None:
+            shift = np.full(batch, fixed[k], dtype=np.int64)
+        else:
+            gain = (1 << cfg.coef_frac) + int(np.max(np.abs(wr) + np.abs(wi)))
+            m = _block_max((xr, xi), shared_axes)
+            shift = np.broadcast_to(_block_shift(m, gain, cfg), batch)
+        sh = shift[..., None, None]
+        (ar, br), (ai, bi) = _pairs(xr, s), _pairs(xi, s)
+        (y0r, y0i), (y1r, y1i) = pe_fft((ar, ai), (br, bi), (wr, wi), sh, cfg, stats)
+        xr, xi = _unpairs(y0r, y1r), _unpairs(y0i, y1i)
+        scale = scale + shift
+    return xr, xi, scale
+
+
+def butterfly(x, twiddle, cfg=_DEFAULT, *, scaling="block", shared_axes=0, stats=None):
+    """A fixed-point butterfly linear layer built from :func:`pe_real`.
+
+    Parameters
+    ----------
+    x : int array, shape ``(..., N)``
+        ``width``-bit signed inputs.
+    twiddle : array, shape ``(log2 N, N/2, 2, 2)``
+        Stage ``k`` (stride ``2**k``), pair ``p = b·2**k + j``, 2×2 block ``twiddle[k, p]``.
+        Floats are quantized to Q2.F with a per-stage exponent (:func:`quantize_weights`);
+        ints are taken as Q2.F.
+    scaling : "block" or sequence of int
+        The per-stage scaling policy (module docstring).
+    shared_axes : int
+        With ``"block"``: batch axes sharing one exponent.
+    stats : dict, optional
+        Receives ``"saturated"``.
+
+    Returns
+    -------
+    y : int64 array, shape ``(..., N)``
+        ``y * 2**scale_log2 ≈ x @ butterfly_dense(twiddle).T``.
+    scale_log2 : int64 array, the batch shape
+    """
+    x = _check_data(x, cfg, "x")
+    n = x.shape[-1]
+    stages = _log2_length(n, cfg)
+    twiddle = np.asarray(twiddle)
+    if twiddle.shape != (stages, n // 2, 2, 2):
+        raise ValueError(f"twiddle has shape {twiddle.shape}: expected "
+                         f"{(stages, n // 2, 2, 2)} for N={n}")
+    t, exponents = quantize_weights(twiddle, cfg)
+    fixed = _stage_shifts(scaling, stages, "butterfly")
+    batch = x.shape[:-1]
+    scale = np.zeros(batch, dtype=np.int64)
+    for k in range(stages):
+        s = 1 << k
+        tk = t[k].reshape(n // (2 * s), s, 2, 2)
+        if fixed is not None:
+            shift = np.full(batch, fixed[k], dtype=np.int64)
+        else:
+            gain = int(np.max(np.abs(tk[..., 0]) + np.abs(tk[..., 1])))
+            shift = np.broadcast_to(_block_shift(_block_max((x,), shared_axes), gain, cfg), batch)
+        x0, x1 = _pairs(x, s)
+        coef = (tk[..., 0, 0], tk[..., 0, 1], tk[..., 1, 0], tk[..., 1, 1])
+        y0, y1 = pe_real(x0, x1, coef, shift[..., None, None], cfg, stats)
+        x = _unpairs(y0, y1)
+        scale = scale + shift + exponents[k]
+    return x, scale
+
+
+def fnet(x, cfg=_DEFAULT, *, scaling="fixed", stats=None):
+    """FNet token mixing ``Re(FFT_L(FFT_D(x)))`` in fixed point, from two passes of :func:`fft`.
+
+    Parameters
+    ----------
+    x : int array, shape ``(..., L, D)``
+        ``width``-bit signed; ``L`` and ``D`` powers of two in ``[2, n_max]``.
+    scaling : {"fixed", "block"}
+        ``"fixed"``: ``scale_log2 = log2 L + log2 D``. ``"block"``: one block exponent per
+        stage over the whole ``L×D`` frame (both passes), so rows and columns stay aligned.
+    stats : dict, optional
+        Receives ``"saturated"``.
+
+    Returns
+    -------
+    y : int64 array, shape ``(..., L, D)``
+        ``y * 2**scale_log2 ≈ numpy.fft.fft2(x).real``.
+    scale_log2 : int64 array, the batch shape (``x.shape[:-2]``)
+    """
+    if not (isinstance(scaling, str) and scaling in ("fixed", "block")):
+        raise ValueError(f"scaling={scaling!r} is not supported: expected 'fixed' or 'block'")
+    x = _check_data(x, cfg, "x")
+    if x.ndim < 2:
+        raise ValueError(f"fnet expects an L×D input (at least 2-D), not shape {x.shape}")
+    hr, hi, s1 = fft(x, None, cfg, scaling=scaling, shared_axes=1, stats=stats)
+    yr, _, s2 = fft(np.swapaxes(hr, -1, -2), np.swapaxes(hi, -1, -2), cfg,
+                    scaling=scaling, shared_axes=1, stats=stats)
+    return np.swapaxes(yr, -1, -2), s1[..., 0] + s2[..., 0]
+
+
+# -- float references and measurements --------------------------------------------------------
+
+
+def fft_float(x):
+    """The float reference of :func:`fft`: ``numpy.fft.fft`` over the last axis."""
+    return np.fft.fft(x, axis=-1)
+
+
+def fft_butterfly_twiddles(n):
+    """The FFT as a complex butterfly: twiddles ``[[1, W], [1, −W]]`` of shape ``(log2n, n/2, 2, 2)``.
+
+    ``butterfly_dense(fft_butterfly_twiddles(n))[:, bit_reverse(n)]`` is the DFT matrix.
+    """
+    stages = n.bit_length() - 1
+    t = np.zeros((stages, n // 2, 2, 2), dtype=np.complex128)
+    for k in range(stages):
+        s = 1 << k
+        w = np.tile(np.exp(-2j * np.pi * np.arange(s) / (2 * s)), n // (2 * s))
+        t[k, :, 0, 0] = 1
+        t[k, :, 0, 1] = w
+        t[k, :, 1, 0] = 1
+        t[k, :, 1, 1] = -w
+    return t
+
+
+def butterfly_factor(twiddle_stage, k):
+    """The dense ``N×N`` factor matrix of stage ``k`` (stride ``2**k``) from its ``(N/2, 2, 2)`` blocks."""
+    twiddle_stage = np.asarray(twiddle_stage)
+    n = 2 * twiddle_stage.shape[0]
+    s = 1 << k
+    m = np.zeros((n, n), dtype=np.result_type(twiddle_stage.dtype, np.float64))
+    for p in range(n // 2):
+        b, j = divmod(p, s)
+        rows = (2 * b * s + j, 2 * b * s + s + j)
+        for i in range(2):
+            for c in range(2):
+                m[rows[i], rows[c]] = twiddle_stage[p, i, c]
+    return m
+
+
+def butterfly_dense(twiddle):
+    """The dense butterfly matrix: the product ``B_{log2N-1} ··· B_1 B_0`` of its factors."""
+    twiddle = np.asarray(twiddle)
+    n = 2 * twiddle.shape[1]
+    m = np.eye(n, dtype=np.result_type(twiddle.dtype, np.float64))
+    for k in range(twiddle.shape[0]):
+        m = butterfly_factor(twiddle[k], k) @ m
+    return m
+
+
+def butterfly_float(x, twiddle):
+    """The float reference of :func:`butterfly`: ``x @ butterfly_dense(twiddle).T``."""
+    return np.asarray(x, dtype=np.float64) @ butterfly_dense(twiddle).T
+
+
+def fnet_float(x):
+    """The float reference of :func:`fnet`: ``Re(FFT_L(FFT_D(x)))`` = ``numpy.fft.fft2(x).real``."""
+    return np.fft.fft2(np.asarray(x, dtype=np.float64), axes=(-2, -1)).real
+
+
+def descale(values, scale_log2):
+    """``values * 2**scale_log2`` as floats (complex stays complex), ``scale_log2`` broadcast
+    over the trailing axes."""
+    values = np.asarray(values)
+    values = values.astype(np.result_type(values.dtype, np.float64))
+    scale = np.asarray(scale_log2, dtype=np.float64)
+    return values * np.exp2(scale).reshape(scale.shape + (1,) * (values.ndim - scale.ndim))
+
+
+def sqnr_db(approx, exact):
+    """Signal-to-quantization-noise ratio ``10·log10(Σ|exact|² / Σ|approx − exact|²)`` in dB."""
+    exact = np.asarray(exact)
+    noise = np.sum(np.abs(np.asarray(approx) - exact) ** 2)
+    signal = np.sum(np.abs(exact) ** 2)
+    if noise == 0:
+        return math.inf
+    return float(10 * np.log10(signal / noise))
