@@ -15,7 +15,8 @@ import numpy as np
 
 from ..configs.topk import TopKConfig
 
-__all__ = ["topk_mask", "select", "Selection", "check_inputs", "cycles", "Timing",
+__all__ = ["topk_mask", "select", "Selection", "check_inputs", "check_batch", "cycles", "Timing",
+           "select_stage_cycles",
            "worst_case_select_cycles", "paper_select_cycles"]
 
 
@@ -100,6 +101,15 @@ def check_inputs(scores, k, cfg=TopKConfig()):
         raise ValueError(f"k={bad} out of range: allowed [1, N={n}]")
 
 
+def check_batch(vectors, k, cfg=TopKConfig()):
+    """Validate vectors of possibly different lengths and their k; raise ValueError naming the fault."""
+    k = np.asarray(k)
+    if k.shape != (len(vectors),):
+        raise ValueError(f"k must have one entry per vector ({len(vectors)}), not shape {k.shape}")
+    for row, row_k in zip(vectors, k):
+        check_inputs(np.asarray(row)[None, :], np.asarray([row_k]), cfg)
+
+
 # ---- cycle model ----------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -128,19 +138,87 @@ def select_stage_cycles(selection, cfg=TopKConfig()):
     return total
 
 
-def _emit_schedule(keep_words, cfg, start):
-    """Cycle-level replay of the emit stage (read, zero eliminator, packer) for one vector.
-
-    ``keep_words``: kept scores per word read. Returns (cycle of the last word read,
-    cycle the last output beat leaves), mirroring rtl/topk.py and rtl/compact.py.
-    """
-    # The emit stage's pipeline is: held word -> eliminator stage 1 -> stage 2 -> packer.
-    raise NotImplementedError
-
-
 def cycles(scores, k, cfg=TopKConfig()):
-    """Predict the RTL's cycles for a batch (``scores`` B×N, ``k`` B); see :class:`Timing`."""
-    raise NotImplementedError
+    """Predict the RTL's cycles for vectors (``scores``: B×N, or B vectors) streamed back to back.
+
+    A cycle-by-cycle replay of the engine's control: the receive stage, the select stage
+    (whose duration :func:`select_stage_cycles` gives), the emit stage's read, zero
+    eliminator and packer, and the three slots they hand to one another. Exact for an
+    input that is never starved and an output that is never stalled.
+    """
+    batch = len(scores)
+    C, L = cfg.comparators, cfg.lanes
+    lengths = [len(row) for row in scores]
+    selections = [select(row, row_k, cfg) for row, row_k in zip(scores, k)]
+    kept = [np.pad(sel.mask, (0, -len(sel.mask) % C)).reshape(-1, C).sum(axis=1) for sel in selections]
+    durations = [select_stage_cycles(sel, cfg) for sel in selections]
+
+    FREE, RECEIVED, SELECTED = 0, 1, 2
+    state = [FREE] * 3
+    first_in = np.zeros(batch, dtype=np.int64)
+    last_out = np.zeros(batch, dtype=np.int64)
+    select_cycles = np.array(durations, dtype=np.int64)
+    recv_vec = recv_beat = recv_slot = 0
+    sel_vec = sel_slot = 0
+    sel_done = None                       # cycle of the running vector's final resolve
+    emit_vec = emit_slot = emit_word = 0
+    emitting = False
+    held = stage1 = stage2 = None          # (kept, last) of a word in flight
+    fill, ending, out_vec = 0, False, 0
+    cycle = 0
+    while out_vec < batch:
+        updates = []
+        # receive
+        if recv_vec < batch and state[recv_slot] == FREE:
+            if recv_beat == 0:
+                first_in[recv_vec] = cycle
+            if recv_beat == lengths[recv_vec] // L - 1:
+                updates.append((recv_slot, RECEIVED))
+                recv_slot, recv_vec, recv_beat = (recv_slot + 1) % 3, recv_vec + 1, 0
+            else:
+                recv_beat += 1
+        # select
+        if sel_done is None and sel_vec < batch and state[sel_slot] == RECEIVED:
+            sel_done = cycle + durations[sel_vec] - 1
+        elif sel_done == cycle:
+            updates.append((sel_slot, SELECTED))
+            sel_slot, sel_vec, sel_done = (sel_slot + 1) % 3, sel_vec + 1, None
+        # emit: packer outputs, then the eliminator and the read stage behind it
+        out_valid = fill > L or ending
+        taken = min(fill, L) if out_valid else 0
+        out_last = ending and fill <= L
+        packer_ready = not ending and fill - taken <= C
+        advance = stage2 is None or packer_ready
+        given = stage2[0] if stage2 is not None and packer_ready else 0
+        next_ending = ending
+        if stage2 is not None and packer_ready and stage2[1]:
+            next_ending = True
+        if out_valid and out_last:
+            last_out[out_vec] = cycle
+            out_vec += 1
+            next_ending = False
+        load = held is None or advance
+        starting = not emitting and state[emit_slot] == SELECTED
+        issued = None
+        if load and (emitting or starting):
+            word = 0 if starting else emit_word
+            final = word == len(kept[emit_vec]) - 1
+            issued = (int(kept[emit_vec][word]), final)
+            emitting, emit_word = True, word + 1
+            if final:
+                updates.append((emit_slot, FREE))
+                emitting, emit_word = False, 0
+                emit_slot, emit_vec = (emit_slot + 1) % 3, emit_vec + 1
+        if advance:
+            stage2, stage1 = stage1, held
+            held = None
+        if load:
+            held = issued
+        fill, ending = fill - taken + given, next_ending
+        for slot, value in updates:
+            state[slot] = value
+        cycle += 1
+    return Timing(first_in, last_out, select_cycles)
 
 
 def worst_case_select_cycles(n, cfg=TopKConfig()):

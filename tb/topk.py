@@ -20,7 +20,8 @@ __all__ = ["simulate", "compare"]
 @cocotb.test()
 async def topk_job(dut):
     bench = await start(dut)
-    scores, k = bench.job["scores"], bench.job["k"]
+    flat, lengths, k = bench.job["scores"], bench.job["lengths"], bench.job["k"]
+    scores = np.split(flat, np.cumsum(lengths)[:-1])
     lanes = int(bench.manifest["parameters"]["lanes"])
     beats = []
     for vector, vector_k in zip(scores, k):
@@ -48,42 +49,49 @@ async def topk_job(dut):
 
 def simulate(scores, k, cfg=TopKConfig(), *, sim="verilator", in_rate=1.0, out_rate=1.0,
              seed=0, build_root=None, waves=False, progress=None):
-    """Stream a batch through the generated engine; return masks, outputs and cycles.
+    """Stream vectors back to back through the generated engine; return masks, outputs, cycles.
 
-    Returns a dict: ``mask`` (B×N bool), ``values``/``indices`` (lists of arrays, in output
-    order), ``cycles`` (B: first input beat accepted to last output beat, inclusive),
-    ``total_cycles``, ``first_in`` and ``last_out`` (B, cycle numbers).
+    ``scores`` is a B×N array or a list of B vectors of any lengths (each a multiple of
+    ``lanes``, at most ``n_max``); ``k`` has B entries. Returns a dict: ``mask`` (B×N bool,
+    or a list of masks for vectors of several lengths), ``values``/``indices`` (lists of
+    arrays, in output order), ``cycles`` (B: first input beat accepted to last output beat,
+    inclusive), ``total_cycles``, ``first_in`` and ``last_out`` (B, cycle numbers).
     """
     from ..gen.blocks import generate
     from .runner import run_job
 
-    scores = np.asarray(scores, dtype=np.int64)
+    vectors = [np.asarray(row, dtype=np.int64) for row in scores]
     k = np.asarray(k, dtype=np.int64)
-    model.check_inputs(scores, k, cfg)
+    model.check_batch(vectors, k, cfg)
+    lengths = np.array([len(row) for row in vectors], dtype=np.int64)
     sv, manifest = generate("topk", cfg, build_root=build_root)
-    job = {"scores": scores, "k": k, "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
+    job = {"scores": np.concatenate(vectors), "lengths": lengths, "k": k,
+           "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
     result = run_job(sv, "topk", "attnforge.tb.topk", job, sim=sim, manifest=manifest,
                      build_root=build_root, waves=waves, progress=progress)
-    batch, n = scores.shape
-    beats_per_vector = n // cfg.lanes
-    first_in = result["in_cycles"][::beats_per_vector]
+    batch = len(vectors)
+    first_beats = np.concatenate([[0], np.cumsum(lengths // cfg.lanes)[:-1]])
+    first_in = result["in_cycles"][first_beats]
     ends = np.flatnonzero(result["last"])
     if len(ends) != batch:
         raise AssertionError(f"expected {batch} vectors out, saw {len(ends)} last beats")
     last_out = result["out_cycles"][ends]
-    masks, values, indices = np.zeros((batch, n), dtype=bool), [], []
+    masks, values, indices = [np.zeros(len(row), dtype=bool) for row in vectors], [], []
     start_beat = 0
     for vector, end in enumerate(ends):
+        n = lengths[vector]
         span = slice(start_beat, end + 1)
         valid = np.arange(cfg.lanes)[None, :] < result["count"][span][:, None]
         got_idx = result["indices"][span][valid]
         got_val = result["values"][span][valid]
         if np.any(got_idx >= n):
             raise AssertionError(f"vector {vector}: index {got_idx.max()} out of range N={n}")
-        masks[vector, got_idx] = True
+        masks[vector][got_idx] = True
         values.append(got_val)
         indices.append(got_idx)
         start_beat = end + 1
+    if len(set(lengths.tolist())) == 1:
+        masks = np.stack(masks)
     return {"mask": masks, "values": values, "indices": indices,
             "cycles": last_out - first_in + 1, "total_cycles": int(last_out[-1] - first_in[0] + 1),
             "first_in": first_in, "last_out": last_out}
@@ -91,7 +99,8 @@ def simulate(scores, k, cfg=TopKConfig(), *, sim="verilator", in_rate=1.0, out_r
 
 def compare(scores, k, result, cfg=TopKConfig()):
     """Check a :func:`simulate` result against sim/topk.py, bit for bit; raise AssertionError."""
-    for vector, (row, row_k) in enumerate(zip(np.asarray(scores), np.asarray(k))):
+    for vector, (row, row_k) in enumerate(zip(scores, np.asarray(k))):
+        row = np.asarray(row)
         expected = model.select(row, row_k, cfg)
         want_idx = expected.indices
         got_idx = result["indices"][vector]
