@@ -12,7 +12,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["sparse_beat", "dense_beat", "ZeroEliminator", "Packer", "popcount", "rotate", "wires"]
+__all__ = ["sparse_beat", "dense_beat", "ZeroEliminator", "Packer", "popcount", "prefix_counts", "rotate", "wires"]
 
 
 def popcount(bits):
@@ -24,6 +24,22 @@ def popcount(bits):
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                  for i in range(0, len(terms), 2)]
     return terms[0]
+
+
+def prefix_counts(m, bits, name="prefix"):
+    """Exclusive prefix sums of 1-bit ``bits``: entry ``n`` counts the set bits before ``n``.
+
+    A Kogge-Stone tree of ``log2(len)`` adder levels (not a ripple of ``len`` adders), each
+    level named so the netlist shares it.
+    """
+    sums = [Value.cast(bit) for bit in bits]
+    step, level = 1, 0
+    while step < len(sums):
+        sums = wires(m, [sums[n] + sums[n - step] if n >= step else sums[n]
+                         for n in range(len(sums))], f"{name}_l{level}_")
+        step, level = step * 2, level + 1
+    # inclusive -> exclusive
+    return [Const(0, 1)] + sums[:-1]
 
 
 def sparse_beat(elem_shape, width):
@@ -106,10 +122,9 @@ class ZeroEliminator(wiring.Component):
         count = Signal(ceil_log2(width + 1))
         with m.If(advance):
             m.d.sync += [stage1.eq(self.i.payload), stage1_valid.eq(self.i.valid)]
-            dropped = Const(0, 1)
+            dropped = prefix_counts(m, ~self.i.payload.keep, "dropped")
             for n in range(width):
-                m.d.sync += shifts[n].eq(dropped)
-                dropped = dropped + ~self.i.payload.keep[n]
+                m.d.sync += shifts[n].eq(dropped[n])
             m.d.sync += count.eq(popcount(self.i.payload.keep))
 
         # Stage 2: layer r moves an element left by 2**r when bit r of its shift is set.

@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..configs.topk import TopKConfig
-from .compact import Packer, ZeroEliminator, popcount, wires
+from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
 
 __all__ = ["TopK", "input_beat", "output_beat"]
 
@@ -64,21 +64,12 @@ def _digit(cfg, key, level):
     return digits[level - 1]
 
 
-def _resolve(cfg, at_least, total, k):
-    """The bucket holding the k-th largest key, from ``at_least[b]`` = #(digit ≥ b), b ≥ 1.
-
-    Returns ``(bucket, k_within, in_bucket)``: the largest ``b`` with ``#(digit ≥ b) ≥ k``,
-    the rank of the k-th largest inside that bucket, and the bucket's population.
-    """
-    counts = [total, *at_least, Const(0)]
-    bucket = Const(0, cfg.radix_bits)
-    above, inside = counts[1], counts[0] - counts[1]
-    for b in range(1, cfg.buckets):
-        hit = counts[b] >= k
-        bucket = Mux(hit, b, bucket)
-        above = Mux(hit, counts[b + 1], above)
-        inside = Mux(hit, counts[b] - counts[b + 1], inside)
-    return bucket, (k - above)[:cfg.count_bits], inside[:cfg.count_bits]
+def _one_hot_mux(select, values):
+    """``values[i]`` where ``select[i]`` is the one set bit: an OR of ANDs, no priority chain."""
+    result = 0
+    for bit, value in zip(select, values):
+        result = result | Mux(bit, value, 0)
+    return result
 
 
 class TopK(wiring.Component):
@@ -173,48 +164,56 @@ class TopK(wiring.Component):
                 m.d.sync += recv_beat.eq(recv_beat + 1)
 
         # ---- Stage 2: select the k-th largest key, radix_bits per pass ---------------
+        # IDLE loads the slot's top-digit histogram; each RESOLVE (two cycles: parallel
+        # ">= k" compares, then a one-hot pick) fixes one digit; each pass between two
+        # resolves reads the candidates, histograms the next digit and keeps the matches.
         sel_slot = Signal(range(3))
-        level = Signal(range(cfg.levels + 1))      # the digit being histogrammed
+        level = Signal(range(cfg.levels + 1))      # the digit being resolved
         threshold = Signal(cfg.key_bits)           # resolved digits so far
-        matched = Signal(cfg.radix_bits)           # the previous level's digit
+        matched = Signal(cfg.radix_bits)           # the last resolved digit
         k_left = Signal(count)                     # rank still wanted among candidates
-        source_count = Signal(count)               # candidates in the pass's source
+        source_count = Signal(count)               # candidates the pass reads
         in_bucket = Signal(count)                  # candidates matching all resolved digits
-        hist = Array(Signal(count, name=f"ge{b}") for b in range(1, B))
+        hist = [Signal(count, name=f"ge{b}") for b in range(1, B)]
+        hits = Signal(B - 1)                       # hits[b-1]: #(digit >= b) >= k_left
         scan_word = Signal(range(cfg.words + 1))
         scan_words = Signal(range(cfg.words + 1))
         wait = Signal(range(cfg.PASS_DRAIN + 1))
-        from_buffer = level == 2
-        slot_n_clamped = slot_n[sel_slot]
-        k_wanted = slot_k[sel_slot]
-        k_clamped = Mux(k_wanted == 0, 1, Mux(k_wanted > slot_n_clamped, slot_n_clamped, k_wanted))
+        k_wanted, n_here = slot_k[sel_slot], slot_n[sel_slot]
 
         m.d.comb += [
             select_port.addr.eq(Cat(scan_word[:word_bits], sel_slot)),
-            fifo_read.addr.eq(Cat(scan_word[:word_bits], (level - 1)[0])),
+            fifo_read.addr.eq(Cat(scan_word[:word_bits], ~level[0])),   # FIFO (level-1) % 2
         ]
-        read_valid = Signal()          # a word arrives from the source this cycle
+        read_valid = Signal()          # the source's data port holds a word this cycle
         read_word = Signal(range(cfg.words))
         read_last = Signal()
         m.d.sync += [read_valid.eq(0), read_last.eq(0)]
 
+        # The one-hot pick: bucket b when hits[b-1] and not hits[b] (hits is a thermometer).
+        counts = [in_bucket, *hist, Const(0, cfg.count_bits)]
+        thermometer = [Const(1, 1), *hits, Const(0, 1)]
+        picked = [thermometer[b] & ~thermometer[b + 1] for b in range(B)]
+        bucket = Signal(cfg.radix_bits)
+        above = Signal(count)
+        population = Signal(count)
+        m.d.comb += [
+            bucket.eq(popcount(hits)),
+            above.eq(_one_hot_mux(picked, counts[1:])),
+            population.eq(_one_hot_mux(picked, counts[:-1]) - above),
+        ]
+
         with m.FSM(name="select"):
             with m.State("IDLE"):
                 with m.If(state[sel_slot] == RECEIVED):
-                    bucket, k_within, population = _resolve(
-                        cfg, list(slot_hist[sel_slot]), slot_n_clamped, k_clamped)
                     m.d.sync += [
-                        threshold.eq(bucket << ((cfg.levels - 1) * cfg.radix_bits)),
-                        matched.eq(bucket),
-                        k_left.eq(k_within),
-                        in_bucket.eq(population),
-                        source_count.eq(slot_n_clamped),
-                        level.eq(2),
-                        scan_word.eq(0),
-                        scan_words.eq((slot_n_clamped + C - 1) >> exact_log2(C)),
+                        in_bucket.eq(n_here),
+                        k_left.eq(Mux(k_wanted == 0, 1, Mux(k_wanted > n_here, n_here, k_wanted))),
+                        level.eq(1),
+                        threshold.eq(0),
                     ]
-                    m.d.sync += [h.eq(0) for h in hist]
-                    m.next = "SCAN"
+                    m.d.sync += [h.eq(slot_hist[sel_slot][b]) for b, h in enumerate(hist)]
+                    m.next = "COMPARE"
             with m.State("SCAN"):
                 m.d.sync += [
                     scan_word.eq(scan_word + 1),
@@ -228,16 +227,17 @@ class TopK(wiring.Component):
             with m.State("DRAIN"):
                 m.d.sync += wait.eq(wait - 1)
                 with m.If(wait == 1):
-                    m.next = "RESOLVE"
-            with m.State("RESOLVE"):
-                bucket, k_within, population = _resolve(cfg, list(hist), in_bucket, k_left)
-                for j in range(2, cfg.levels + 1):
+                    m.next = "COMPARE"
+            with m.State("COMPARE"):
+                m.d.sync += hits.eq(Cat(h >= k_left for h in hist))
+                m.next = "PICK"
+            with m.State("PICK"):
+                for j in range(1, cfg.levels + 1):
                     with m.If(level == j):
-                        m.d.sync += threshold.eq(
-                            threshold | (bucket << ((cfg.levels - j) * cfg.radix_bits)))
+                        m.d.sync += threshold.eq(threshold | (bucket << ((cfg.levels - j) * cfg.radix_bits)))
                 m.d.sync += [
                     matched.eq(bucket),
-                    k_left.eq(k_within),
+                    k_left.eq(k_left - above),
                     in_bucket.eq(population),
                     source_count.eq(in_bucket),
                     level.eq(level + 1),
@@ -246,11 +246,9 @@ class TopK(wiring.Component):
                 ]
                 m.d.sync += [h.eq(0) for h in hist]
                 with m.If(level == cfg.levels):
-                    final = Signal(cfg.key_bits)
-                    m.d.comb += final.eq(threshold | bucket)
                     m.d.sync += [
-                        slot_threshold[sel_slot].eq(final),
-                        slot_ties[sel_slot].eq(k_within),
+                        slot_threshold[sel_slot].eq(threshold | bucket),
+                        slot_ties[sel_slot].eq(k_left - above),
                         state[sel_slot].eq(SELECTED),
                         sel_slot.eq(next_slot(sel_slot)),
                     ]
@@ -258,10 +256,21 @@ class TopK(wiring.Component):
                 with m.Else():
                     m.next = "SCAN"
 
-        # The pass datapath: source word -> candidate and >= masks -> histogram, compaction.
-        source = Signal(word_shape)
-        m.d.comb += source.eq(Mux(from_buffer, select_port.data.as_value(), fifo_read.data.as_value()))
-        keys = wires(m, [_key(cfg, source[lane]) for lane in range(C)], "key")
+        # The pass datapath: source word -> register -> candidate and ">= b" masks ->
+        # histogram and compaction into the other FIFO. ``level`` is the digit being
+        # histogrammed during a pass (resolved digits: 1 .. level-1).
+        fetched_valid = Signal()
+        fetched_last = Signal()
+        fetched = Signal(word_shape)
+        fetched_present = Signal(range(C + 1))      # leading lanes that hold candidates
+        remaining = source_count - read_word * C
+        m.d.sync += [
+            fetched_valid.eq(read_valid),
+            fetched_last.eq(read_last),
+            fetched.eq(Mux(level == 2, select_port.data.as_value(), fifo_read.data.as_value())),
+            fetched_present.eq(Mux(remaining > C, C, remaining)),
+        ]
+        keys = wires(m, [_key(cfg, fetched[lane]) for lane in range(C)], "key")
         previous_digits = wires(m, [_digit(cfg, key, level - 1) for key in keys], "previous_digit")
         current_digits = wires(m, [_digit(cfg, key, level) for key in keys], "digit")
         masks_valid = Signal()
@@ -269,10 +278,10 @@ class TopK(wiring.Component):
         masks_values = Signal(word_shape)
         candidate = Signal(C)
         at_least = [Signal(C, name=f"mask_ge{b}") for b in range(1, B)]
-        m.d.sync += [masks_valid.eq(read_valid), masks_last.eq(read_last), masks_values.eq(source)]
+        m.d.sync += [masks_valid.eq(fetched_valid), masks_last.eq(fetched_last), masks_values.eq(fetched)]
         for lane in range(C):
-            present = (read_word * C + lane) < source_count
-            is_candidate = wires(m, [present & (previous_digits[lane] == matched)], f"candidate{lane}_")[0]
+            is_candidate = wires(m, [(lane < fetched_present) & (previous_digits[lane] == matched)],
+                                 f"candidate{lane}_")[0]
             m.d.sync += candidate[lane].eq(is_candidate)
             for b in range(1, B):
                 m.d.sync += at_least[b - 1][lane].eq(is_candidate & (current_digits[lane] >= b))
@@ -288,92 +297,120 @@ class TopK(wiring.Component):
             fifo_eliminator.i.payload.data.eq(masks_values),
             fifo_eliminator.i.payload.keep.eq(candidate),
             fifo_eliminator.i.payload.last.eq(masks_last),
-            fifo_packer.i.valid.eq(fifo_eliminator.o.valid),
-            fifo_packer.i.payload.eq(fifo_eliminator.o.payload),
-            fifo_eliminator.o.ready.eq(fifo_packer.i.ready),
             fifo_packer.o.ready.eq(1),
             fifo_write.addr.eq(Cat(fifo_word[:word_bits], level[0])),
             fifo_write.data.eq(fifo_packer.o.payload.data),
             fifo_write.en.eq(fifo_packer.o.valid),
         ]
+        wiring.connect(m, fifo_eliminator.o, fifo_packer.i)
         with m.If(fifo_packer.o.valid):
             m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
 
         # ---- Stage 3: emit in input order ---------------------------------------------
+        # A stallable pipeline: read (the memory's data port) -> fetched (a register, so
+        # no logic follows the block RAM's clock-to-out) -> classified (> and = the k-th
+        # value, ties before each lane) -> zero eliminator -> packer. Each word carries
+        # its vector's threshold and tie budget, so vectors follow one another freely.
+        entry = data.StructLayout({"value": signed(W), "index": unsigned(cfg.index_bits)})
+        word_info = data.StructLayout({
+            "word": range(cfg.words), "present": range(C + 1), "first": 1, "last": 1,
+            "threshold": signed(W), "ties": count,
+        })
         emit_slot = Signal(range(3))
         emitting = Signal()            # words of emit_slot are being read
         emit_word = Signal(range(cfg.words + 1))
-        emit_words = Signal(range(cfg.words + 1))
         emit_n = Signal(count)
         emit_threshold = Signal(signed(W))
         emit_ties = Signal(count)
-        ties_seen = Signal(count)
-        held = Signal()                # emit_port.data holds a word not yet passed on
-        held_word = Signal(range(cfg.words))
-        held_last = Signal()
 
-        m.submodules.eliminator = eliminator = ZeroEliminator(
-            data.StructLayout({"value": signed(W), "index": unsigned(cfg.index_bits)}), C)
-        m.submodules.packer = packer = Packer(
-            data.StructLayout({"value": signed(W), "index": unsigned(cfg.index_bits)}), C, L)
-        load = ~held | eliminator.i.ready
+        read = Signal(word_info)
+        read_full = Signal()
+        fetch = Signal(word_info)
+        fetch_full = Signal()
+        fetch_values = Signal(word_shape)
+        classed = Signal(word_info)
+        classed_full = Signal()
+        classed_values = Signal(word_shape)
+        greater = Signal(C)
+        equal = Signal(C)
+        ties_before = [Signal(count, name=f"ties_before{lane}") for lane in range(C)]
+        ties_left = Signal(count)
+
+        m.submodules.eliminator = eliminator = ZeroEliminator(entry, C)
+        m.submodules.packer = packer = Packer(entry, C, L)
+        classed_moves = ~classed_full | eliminator.i.ready
+        fetch_moves = ~fetch_full | classed_moves
+        read_moves = ~read_full | fetch_moves
+
         starting = ~emitting & (state[emit_slot] == SELECTED)
-        issue = load & (emitting | starting)
+        issue = read_moves & (emitting | starting)
         n_here = Mux(starting, slot_n[emit_slot], emit_n)
-        words_here = Mux(starting, (slot_n[emit_slot] + C - 1) >> exact_log2(C), emit_words)
         word_here = Mux(starting, 0, emit_word)
+        left_here = n_here - word_here * C
+        final_word = left_here <= C
+        key_here = slot_threshold[emit_slot]
+        pad = cfg.key_bits - W
         m.d.comb += [
-            emit_port.en.eq(load),
+            emit_port.en.eq(read_moves),
             emit_port.addr.eq(Cat(word_here[:word_bits], emit_slot)),
         ]
-        with m.If(load):
-            m.d.sync += [held.eq(issue), held_word.eq(word_here), held_last.eq(word_here == words_here - 1)]
+        with m.If(read_moves):
+            m.d.sync += [
+                read_full.eq(issue),
+                read.word.eq(word_here),
+                read.present.eq(Mux(final_word, left_here, C)),
+                read.first.eq(starting),
+                read.last.eq(final_word),
+                read.threshold.eq(Mux(starting, Cat(key_here[pad:pad + W - 1], ~key_here[cfg.key_bits - 1]),
+                                      emit_threshold)),
+                read.ties.eq(Mux(starting, slot_ties[emit_slot], emit_ties)),
+            ]
         with m.If(issue):
-            with m.If(starting):
-                key = slot_threshold[emit_slot]
-                pad = cfg.key_bits - W
-                m.d.sync += [
-                    emit_n.eq(slot_n[emit_slot]),
-                    emit_words.eq(words_here),
-                    emit_threshold.eq(Cat(key[pad:pad + W - 1], ~key[cfg.key_bits - 1])),
-                    emit_ties.eq(slot_ties[emit_slot]),
-                    emitting.eq(1),
-                ]
             m.d.sync += emit_word.eq(word_here + 1)
-            with m.If(word_here == words_here - 1):
+            with m.If(starting):
+                m.d.sync += [
+                    emitting.eq(1),
+                    emit_n.eq(slot_n[emit_slot]),
+                    emit_threshold.eq(Cat(key_here[pad:pad + W - 1], ~key_here[cfg.key_bits - 1])),
+                    emit_ties.eq(slot_ties[emit_slot]),
+                ]
+            with m.If(final_word):
                 m.d.sync += [
                     emitting.eq(0),
                     emit_word.eq(0),
                     state[emit_slot].eq(FREE),
                     emit_slot.eq(next_slot(emit_slot)),
                 ]
+        with m.If(fetch_moves):
+            m.d.sync += [fetch_full.eq(read_full), fetch.eq(read), fetch_values.eq(emit_port.data)]
+        lane_present = [lane < fetch.present for lane in range(C)]
+        lane_equal = wires(m, [present & (fetch_values[lane] == fetch.threshold)
+                               for lane, present in enumerate(lane_present)], "equal")
+        lane_ties_before = prefix_counts(m, lane_equal, "ties")
+        with m.If(classed_moves):
+            m.d.sync += [classed_full.eq(fetch_full), classed.eq(fetch), classed_values.eq(fetch_values)]
+            for lane in range(C):
+                m.d.sync += [
+                    greater[lane].eq(lane_present[lane] & (fetch_values[lane] > fetch.threshold)),
+                    equal[lane].eq(lane_equal[lane]),
+                    ties_before[lane].eq(lane_ties_before[lane]),
+                ]
 
-        greater = Signal(C)
-        equal = Signal(C)
-        for lane in range(C):
-            value = emit_port.data[lane]
-            present = (held_word * C + lane) < emit_n
-            m.d.comb += [
-                greater[lane].eq(present & (value > emit_threshold)),
-                equal[lane].eq(present & (value == emit_threshold)),
-            ]
-        ties_before = Const(0, count)
-        keep = []
-        for lane in range(C):
-            keep.append(greater[lane] | (equal[lane] & (ties_seen + ties_before < emit_ties)))
-            ties_before = ties_before + equal[lane]
+        ties_here = Mux(classed.first, classed.ties, ties_left)
+        keep = Cat(greater[lane] | (equal[lane] & (ties_before[lane] < ties_here)) for lane in range(C))
         m.d.comb += [
-            eliminator.i.valid.eq(held),
-            eliminator.i.payload.keep.eq(Cat(keep)),
-            eliminator.i.payload.last.eq(held_last),
+            eliminator.i.valid.eq(classed_full),
+            eliminator.i.payload.keep.eq(keep),
+            eliminator.i.payload.last.eq(classed.last),
         ]
         for lane in range(C):
             m.d.comb += [
-                eliminator.i.payload.data[lane].value.eq(emit_port.data[lane]),
-                eliminator.i.payload.data[lane].index.eq(held_word * C + lane),
+                eliminator.i.payload.data[lane].value.eq(classed_values[lane]),
+                eliminator.i.payload.data[lane].index.eq(classed.word * C + lane),
             ]
         with m.If(eliminator.i.valid & eliminator.i.ready):
-            m.d.sync += ties_seen.eq(Mux(held_last, 0, ties_seen + popcount(equal)))
+            ties_seen = popcount(equal)
+            m.d.sync += ties_left.eq(Mux(ties_seen >= ties_here, 0, ties_here - ties_seen))
         wiring.connect(m, eliminator.o, packer.i)
         m.d.comb += [
             self.o.valid.eq(packer.o.valid),

@@ -130,11 +130,11 @@ class Timing:
 
 
 def select_stage_cycles(selection, cfg=TopKConfig()):
-    """Cycles the select stage holds a vector: level-1 resolve, then scan + drain + resolve per pass."""
-    total = 1
+    """Cycles the select stage holds a vector: a load, two per digit resolved, scan + drain per pass."""
+    total = 1 + 2 * cfg.levels
     for level, size in enumerate(selection.pass_sizes, start=2):
         drain = cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN
-        total += -(-size // cfg.comparators) + drain + 1
+        total += -(-size // cfg.comparators) + drain
     return total
 
 
@@ -163,7 +163,9 @@ def cycles(scores, k, cfg=TopKConfig()):
     sel_done = None                       # cycle of the running vector's final resolve
     emit_vec = emit_slot = emit_word = 0
     emitting = False
-    held = stage1 = stage2 = None          # (kept, last) of a word in flight
+    # The emit pipeline: read, fetched, classified, then the zero eliminator's two stages
+    # (which move together). Each holds (kept, last) of a word, or None.
+    read = fetched = classed = stage1 = stage2 = None
     fill, ending, out_vec = 0, False, 0
     cycle = 0
     while out_vec < batch:
@@ -197,10 +199,12 @@ def cycles(scores, k, cfg=TopKConfig()):
             last_out[out_vec] = cycle
             out_vec += 1
             next_ending = False
-        load = held is None or advance
+        classed_moves = classed is None or advance
+        fetched_moves = fetched is None or classed_moves
+        read_moves = read is None or fetched_moves
         starting = not emitting and state[emit_slot] == SELECTED
         issued = None
-        if load and (emitting or starting):
+        if read_moves and (emitting or starting):
             word = 0 if starting else emit_word
             final = word == len(kept[emit_vec]) - 1
             issued = (int(kept[emit_vec][word]), final)
@@ -210,10 +214,14 @@ def cycles(scores, k, cfg=TopKConfig()):
                 emitting, emit_word = False, 0
                 emit_slot, emit_vec = (emit_slot + 1) % 3, emit_vec + 1
         if advance:
-            stage2, stage1 = stage1, held
-            held = None
-        if load:
-            held = issued
+            stage2, stage1 = stage1, classed
+            classed = None
+        if classed_moves:
+            classed, fetched = fetched, None
+        if fetched_moves:
+            fetched, read = read, None
+        if read_moves:
+            read = issued
         fill, ending = fill - taken + given, next_ending
         for slot, value in updates:
             state[slot] = value
@@ -224,8 +232,8 @@ def cycles(scores, k, cfg=TopKConfig()):
 def worst_case_select_cycles(n, cfg=TopKConfig()):
     """The select stage's bound for any input of length ``n``: every pass reads all ``n``."""
     words = -(-n // cfg.comparators)
-    return 1 + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN) + 1
-                   for level in range(2, cfg.levels + 1))
+    return 1 + 2 * cfg.levels + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN)
+                                    for level in range(2, cfg.levels + 1))
 
 
 def paper_select_cycles(scores, k, comparators=16, rng=None):

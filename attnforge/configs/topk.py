@@ -64,4 +64,4 @@ class TopKConfig(BlockConfig):
     #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
     PASS_DRAIN = 5
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
-    LAST_PASS_DRAIN = 2
+    LAST_PASS_DRAIN = 3
