@@ -18,8 +18,9 @@ Three stages work on three vector slots of one buffer memory at once, so receivi
    input order.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
@@ -307,10 +308,12 @@ class TopK(wiring.Component):
             m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
 
         # ---- Stage 3: emit in input order ---------------------------------------------
-        # A stallable pipeline: read (the memory's data port) -> fetched (a register, so
-        # no logic follows the block RAM's clock-to-out) -> classified (> and = the k-th
-        # value, ties before each lane) -> zero eliminator -> packer. Each word carries
-        # its vector's threshold and tie budget, so vectors follow one another freely.
+        # read (the memory's data port) -> fetched (a register: no logic after the block
+        # RAM's clock-to-out) -> classified (> and = the k-th value, ties before each lane)
+        # -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
+        # FIFO ever stalls: a word is read only with a credit, one per FIFO entry, returned
+        # when the packer takes the entry. So no ready signal crosses the pipeline.
+        # Each word carries its vector's threshold and tie budget.
         entry = data.StructLayout({"value": signed(W), "index": unsigned(cfg.index_bits)})
         word_info = data.StructLayout({
             "word": range(cfg.words), "present": range(C + 1), "first": 1, "last": 1,
@@ -322,56 +325,43 @@ class TopK(wiring.Component):
         emit_n = Signal(count)
         emit_threshold = Signal(signed(W))
         emit_ties = Signal(count)
-
-        read = Signal(word_info)
-        read_full = Signal()
-        fetch = Signal(word_info)
-        fetch_full = Signal()
-        fetch_values = Signal(word_shape)
-        classed = Signal(word_info)
-        classed_full = Signal()
-        classed_values = Signal(word_shape)
-        greater = Signal(C)
-        equal = Signal(C)
-        ties_before = [Signal(count, name=f"ties_before{lane}") for lane in range(C)]
-        ties_left = Signal(count)
+        credits = Signal(range(cfg.EMIT_FIFO_DEPTH + 1), init=cfg.EMIT_FIFO_DEPTH)
 
         m.submodules.eliminator = eliminator = ZeroEliminator(entry, C)
+        m.submodules.emit_fifo = emit_fifo = SyncFIFOBuffered(
+            width=Shape.cast(eliminator.o.payload.shape()).width, depth=cfg.EMIT_FIFO_DEPTH)
         m.submodules.packer = packer = Packer(entry, C, L)
-        classed_moves = ~classed_full | eliminator.i.ready
-        fetch_moves = ~fetch_full | classed_moves
-        read_moves = ~read_full | fetch_moves
 
         starting = ~emitting & (state[emit_slot] == SELECTED)
-        issue = read_moves & (emitting | starting)
+        issue = (credits != 0) & (emitting | starting)
+        popped = emit_fifo.r_rdy & emit_fifo.r_en
+        m.d.sync += credits.eq(credits - issue + popped)
         n_here = Mux(starting, slot_n[emit_slot], emit_n)
         word_here = Mux(starting, 0, emit_word)
         left_here = n_here - word_here * C
         final_word = left_here <= C
         key_here = slot_threshold[emit_slot]
         pad = cfg.key_bits - W
-        m.d.comb += [
-            emit_port.en.eq(read_moves),
-            emit_port.addr.eq(Cat(word_here[:word_bits], emit_slot)),
+        threshold_here = Cat(key_here[pad:pad + W - 1], ~key_here[cfg.key_bits - 1])
+        m.d.comb += emit_port.addr.eq(Cat(word_here[:word_bits], emit_slot))
+        read = Signal(word_info)
+        read_full = Signal()
+        m.d.sync += [
+            read_full.eq(issue),
+            read.word.eq(word_here),
+            read.present.eq(Mux(final_word, left_here, C)),
+            read.first.eq(starting),
+            read.last.eq(final_word),
+            read.threshold.eq(Mux(starting, threshold_here, emit_threshold)),
+            read.ties.eq(Mux(starting, slot_ties[emit_slot], emit_ties)),
         ]
-        with m.If(read_moves):
-            m.d.sync += [
-                read_full.eq(issue),
-                read.word.eq(word_here),
-                read.present.eq(Mux(final_word, left_here, C)),
-                read.first.eq(starting),
-                read.last.eq(final_word),
-                read.threshold.eq(Mux(starting, Cat(key_here[pad:pad + W - 1], ~key_here[cfg.key_bits - 1]),
-                                      emit_threshold)),
-                read.ties.eq(Mux(starting, slot_ties[emit_slot], emit_ties)),
-            ]
         with m.If(issue):
             m.d.sync += emit_word.eq(word_here + 1)
             with m.If(starting):
                 m.d.sync += [
                     emitting.eq(1),
                     emit_n.eq(slot_n[emit_slot]),
-                    emit_threshold.eq(Cat(key_here[pad:pad + W - 1], ~key_here[cfg.key_bits - 1])),
+                    emit_threshold.eq(threshold_here),
                     emit_ties.eq(slot_ties[emit_slot]),
                 ]
             with m.If(final_word):
@@ -381,37 +371,51 @@ class TopK(wiring.Component):
                     state[emit_slot].eq(FREE),
                     emit_slot.eq(next_slot(emit_slot)),
                 ]
-        with m.If(fetch_moves):
-            m.d.sync += [fetch_full.eq(read_full), fetch.eq(read), fetch_values.eq(emit_port.data)]
+
+        fetch = Signal(word_info)
+        fetch_full = Signal()
+        fetch_values = Signal(word_shape)
+        m.d.sync += [fetch_full.eq(read_full), fetch.eq(read), fetch_values.eq(emit_port.data)]
+
+        classed = Signal(word_info)
+        classed_full = Signal()
+        classed_values = Signal(word_shape)
+        greater = Signal(C)
+        equal = Signal(C)
+        ties_before = [Signal(count, name=f"ties_before{lane}") for lane in range(C)]
         lane_present = [lane < fetch.present for lane in range(C)]
         lane_equal = wires(m, [present & (fetch_values[lane] == fetch.threshold)
                                for lane, present in enumerate(lane_present)], "equal")
-        lane_ties_before = prefix_counts(m, lane_equal, "ties")
-        with m.If(classed_moves):
-            m.d.sync += [classed_full.eq(fetch_full), classed.eq(fetch), classed_values.eq(fetch_values)]
-            for lane in range(C):
-                m.d.sync += [
-                    greater[lane].eq(lane_present[lane] & (fetch_values[lane] > fetch.threshold)),
-                    equal[lane].eq(lane_equal[lane]),
-                    ties_before[lane].eq(lane_ties_before[lane]),
-                ]
+        m.d.sync += [classed_full.eq(fetch_full), classed.eq(fetch), classed_values.eq(fetch_values)]
+        for lane, before in enumerate(prefix_counts(m, lane_equal, "ties")):
+            m.d.sync += [
+                greater[lane].eq(lane_present[lane] & (fetch_values[lane] > fetch.threshold)),
+                equal[lane].eq(lane_equal[lane]),
+                ties_before[lane].eq(before),
+            ]
 
+        ties_left = Signal(count)
         ties_here = Mux(classed.first, classed.ties, ties_left)
         keep = Cat(greater[lane] | (equal[lane] & (ties_before[lane] < ties_here)) for lane in range(C))
         m.d.comb += [
             eliminator.i.valid.eq(classed_full),
             eliminator.i.payload.keep.eq(keep),
             eliminator.i.payload.last.eq(classed.last),
+            eliminator.o.ready.eq(1),
+            emit_fifo.w_en.eq(eliminator.o.valid),
+            emit_fifo.w_data.eq(eliminator.o.payload),
+            packer.i.valid.eq(emit_fifo.r_rdy),
+            packer.i.payload.eq(emit_fifo.r_data),
+            emit_fifo.r_en.eq(packer.i.ready),
         ]
         for lane in range(C):
             m.d.comb += [
                 eliminator.i.payload.data[lane].value.eq(classed_values[lane]),
                 eliminator.i.payload.data[lane].index.eq(classed.word * C + lane),
             ]
-        with m.If(eliminator.i.valid & eliminator.i.ready):
+        with m.If(classed_full):
             ties_seen = popcount(equal)
             m.d.sync += ties_left.eq(Mux(ties_seen >= ties_here, 0, ties_here - ties_seen))
-        wiring.connect(m, eliminator.o, packer.i)
         m.d.comb += [
             self.o.valid.eq(packer.o.valid),
             packer.o.ready.eq(self.o.ready),

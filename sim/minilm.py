@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
+    "LONG_PASSAGE",
     "HEAD_DIM",
     "HIDDEN",
     "MAX_LEN",
@@ -498,9 +499,17 @@ PASSAGES: tuple[str, ...] = (
 )
 
 
-@functools.lru_cache(maxsize=len(PASSAGES))
+#: Index of the long passage: all of :data:`PASSAGES` joined, cut at the model's 512 tokens.
+LONG_PASSAGE = -1
+
+
+def _passage_text(passage: int) -> str:
+    return " ".join(PASSAGES) if passage == LONG_PASSAGE else PASSAGES[passage]
+
+
+@functools.lru_cache(maxsize=len(PASSAGES) + 1)
 def _passage_trace(passage: int) -> Trace:
-    return forward(tokenize(PASSAGES[passage]))
+    return forward(tokenize(_passage_text(passage)))
 
 
 def quantize_symmetric(x: np.ndarray, bits: int, axis: int | None = None
@@ -565,7 +574,8 @@ def score_rows(width: int, n: int | None = None, layer: int = 2, passage: int = 
         passage 0 the largest 8 of 267 keys hold about two thirds of a row's
         probability, the median), the regime top-k pruning is built for.
     passage : int, optional
-        Index into :data:`PASSAGES`.
+        Index into :data:`PASSAGES`, or :data:`LONG_PASSAGE` (all of them joined:
+        512 tokens, for rows of N = 512).
     seed : int or None, optional
         Rows come in the order of a ``numpy.random.default_rng(seed)``
         permutation, so that the first few rows mix heads and query positions;
@@ -579,8 +589,8 @@ def score_rows(width: int, n: int | None = None, layer: int = 2, passage: int = 
     """
     if not 0 <= layer < NUM_LAYERS:
         raise ValueError(f"layer must be in [0, {NUM_LAYERS}), got {layer}")
-    if not 0 <= passage < len(PASSAGES):
-        raise ValueError(f"passage must be in [0, {len(PASSAGES)}), got {passage}")
+    if not (0 <= passage < len(PASSAGES) or passage == LONG_PASSAGE):
+        raise ValueError(f"passage must be in [0, {len(PASSAGES)}) or LONG_PASSAGE, got {passage}")
     s = _passage_trace(passage).scores[layer]
     length = s.shape[-1]
     if n is None:

@@ -163,9 +163,12 @@ def cycles(scores, k, cfg=TopKConfig()):
     sel_done = None                       # cycle of the running vector's final resolve
     emit_vec = emit_slot = emit_word = 0
     emitting = False
-    # The emit pipeline: read, fetched, classified, then the zero eliminator's two stages
-    # (which move together). Each holds (kept, last) of a word, or None.
+    # The emit pipeline: read, fetched, classified, the zero eliminator's two stages, then
+    # a FIFO (entries readable two cycles after their write, one cycle after the previous
+    # entry's read) that the packer drains; a word is read only with one of its credits.
+    # Each stage holds (kept, last) of a word, or None.
     read = fetched = classed = stage1 = stage2 = None
+    queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
     cycle = 0
     while out_vec < batch:
@@ -185,26 +188,24 @@ def cycles(scores, k, cfg=TopKConfig()):
         elif sel_done == cycle:
             updates.append((sel_slot, SELECTED))
             sel_slot, sel_vec, sel_done = (sel_slot + 1) % 3, sel_vec + 1, None
-        # emit: packer outputs, then the eliminator and the read stage behind it
+        # emit: the packer's output, the FIFO's head, then the reads behind them
         out_valid = fill > L or ending
         taken = min(fill, L) if out_valid else 0
         out_last = ending and fill <= L
         packer_ready = not ending and fill - taken <= C
-        advance = stage2 is None or packer_ready
-        given = stage2[0] if stage2 is not None and packer_ready else 0
-        next_ending = ending
-        if stage2 is not None and packer_ready and stage2[1]:
-            next_ending = True
+        popped = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop and packer_ready
+        given, next_ending = 0, ending
+        if popped:
+            _, (given, last) = queue.pop(0)
+            last_pop = cycle
+            next_ending = next_ending or last
         if out_valid and out_last:
             last_out[out_vec] = cycle
             out_vec += 1
             next_ending = False
-        classed_moves = classed is None or advance
-        fetched_moves = fetched is None or classed_moves
-        read_moves = read is None or fetched_moves
         starting = not emitting and state[emit_slot] == SELECTED
         issued = None
-        if read_moves and (emitting or starting):
+        if credits and (emitting or starting):
             word = 0 if starting else emit_word
             final = word == len(kept[emit_vec]) - 1
             issued = (int(kept[emit_vec][word]), final)
@@ -213,15 +214,10 @@ def cycles(scores, k, cfg=TopKConfig()):
                 updates.append((emit_slot, FREE))
                 emitting, emit_word = False, 0
                 emit_slot, emit_vec = (emit_slot + 1) % 3, emit_vec + 1
-        if advance:
-            stage2, stage1 = stage1, classed
-            classed = None
-        if classed_moves:
-            classed, fetched = fetched, None
-        if fetched_moves:
-            fetched, read = read, None
-        if read_moves:
-            read = issued
+        credits += int(popped) - int(issued is not None)
+        if stage2 is not None:
+            queue.append((cycle, stage2))
+        stage2, stage1, classed, fetched, read = stage1, classed, fetched, read, issued
         fill, ending = fill - taken + given, next_ending
         for slot, value in updates:
             state[slot] = value

@@ -59,15 +59,22 @@ class CycleCounter:
         return round(get_sim_time("ns") / self.period_ns) - 1
 
 
-class StreamSource:
-    """Drive beats into ``dut.<name>__*``, valid on each cycle with probability ``rate``."""
+class _StreamEnd:
+    """The three signals of ``dut.<name>__*``, a clock, a cycle counter, a payload codec and a rate."""
 
-    def __init__(self, dut, name, clock, counter, payload, rate=1.0, rng=None):
+    def __init__(self, dut, name, clock, counter, payload, rate, rng):
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.data = getattr(dut, f"{name}__payload")
         self.clock, self.counter, self.payload = clock, counter, payload
-        self.rate, self.rng = rate, rng or random.Random(0)
+        self.rate, self.rng = rate, rng
+
+
+class StreamSource(_StreamEnd):
+    """Drive beats into ``dut.<name>__*``, valid on each cycle with probability ``rate``."""
+
+    def __init__(self, dut, name, clock, counter, payload, rate=1.0, rng=None):
+        super().__init__(dut, name, clock, counter, payload, rate, rng or random.Random(0))
         self.accepted = []      # cycle of each accepted beat
         self.valid.value = 0
 
@@ -86,15 +93,11 @@ class StreamSource:
         self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_StreamEnd):
     """Accept beats from ``dut.<name>__*``, ready on each cycle with probability ``rate``."""
 
     def __init__(self, dut, name, clock, counter, payload, rate=1.0, rng=None):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.data = getattr(dut, f"{name}__payload")
-        self.clock, self.counter, self.payload = clock, counter, payload
-        self.rate, self.rng = rate, rng or random.Random(1)
+        super().__init__(dut, name, clock, counter, payload, rate, rng or random.Random(1))
         self.beats, self.cycles = [], []
         self.ready.value = 0
 

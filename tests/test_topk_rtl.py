@@ -43,7 +43,9 @@ def run_and_check(vectors, ks, cfg, simulator, build_root, *, throttled, seed=0)
     return result
 
 
-@pytest.mark.parametrize("cfg", [SMALL, PADDED], ids=["small", "padded"])
+@pytest.mark.parametrize("cfg", [pytest.param(SMALL, marks=pytest.mark.xdist_group("topk-small")),
+                                 pytest.param(PADDED, marks=pytest.mark.xdist_group("topk-padded"))],
+                         ids=["small", "padded"])
 @pytest.mark.parametrize("throttled", [True, False], ids=["throttled", "full-rate"])
 def test_small_configs(cfg, throttled, simulator, build_root):
     vectors, ks = mixed_stream(cfg, seed=int(throttled) + cfg.width, count=30)
@@ -51,6 +53,7 @@ def test_small_configs(cfg, throttled, simulator, build_root):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("topk-paper")
 @pytest.mark.parametrize("throttled", [True, False], ids=["throttled", "full-rate"])
 def test_paper_config(throttled, simulator, build_root):
     vectors, ks = mixed_stream(PAPER, seed=11 + throttled, count=14)
@@ -58,6 +61,7 @@ def test_paper_config(throttled, simulator, build_root):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("topk-paper")
 def test_minilm_rows(simulator, build_root):
     """Real attention scores: MiniLM layer-2 rows quantized to 16 bits, N = 256, k = N/16 .. N/2."""
     rows = minilm.score_rows(PAPER.width, n=256, layer=2, passage=0)[:12]
@@ -65,6 +69,7 @@ def test_minilm_rows(simulator, build_root):
     run_and_check(list(rows), ks, PAPER, simulator, build_root, throttled=False)
 
 
+@pytest.mark.xdist_group("topk-small")
 def test_minilm_rows_small(simulator, build_root):
     """Real rows at 8 bits on the small engine, N = 64, with backpressure."""
     rows = minilm.score_rows(SMALL.width, n=64, layer=3, passage=1)[:16]
