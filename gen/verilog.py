@@ -14,6 +14,7 @@ packs and unpacks beats by field name.
 """
 
 import json
+import os
 from pathlib import Path
 
 from amaranth._toolchain.yosys import find_yosys  # pinned amaranth 0.5.10: its bundled Yosys
@@ -108,7 +109,7 @@ def write_block(component, name, out_dir, parameters, extra=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     sv_path, json_path = out_dir / f"{name}.sv", out_dir / f"{name}.json"
     for path, text in ((sv_path, verilog), (json_path, json.dumps(manifest, indent=2) + "\n")):
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
         tmp.replace(path)
     return sv_path, json_path

@@ -162,6 +162,12 @@ class Packer(wiring.Component):
     or at the end of the vector, so the vector's ``last`` word always has ``count ≥ 1``
     (unless the vector kept nothing at all: then one empty ``last`` word).
 
+    ``i.ready`` depends only on the packer's own registers (the ring holds at most
+    ``width_in`` entries), never on ``o.ready``, so no ready path runs through it. With
+    ``always_ready``, the consumer promises to hold ``o.ready`` high and ``i.ready`` is
+    constant: with ``width_in == width_out`` the ring then never overflows, provided a
+    vector's last beat is followed by at least two idle cycles.
+
     Parameters
     ----------
     elem_shape : shape-like
@@ -174,10 +180,13 @@ class Packer(wiring.Component):
     o : Out(stream) of :func:`dense_beat` ``(width_out)``
     """
 
-    def __init__(self, elem_shape, width_in, width_out):
+    def __init__(self, elem_shape, width_in, width_out, *, always_ready=False):
         exact_log2(width_in), exact_log2(width_out)
         if width_out > width_in:
             raise ValueError(f"width_out ({width_out}) must not exceed width_in ({width_in})")
+        if always_ready and width_out != width_in:
+            raise ValueError(f"always_ready needs width_out == width_in, not {width_out} and {width_in}")
+        self._always_ready = always_ready
         self._elem_shape = elem_shape
         self._width_in = width_in
         self._width_out = width_out
@@ -206,7 +215,7 @@ class Packer(wiring.Component):
         for n in range(wout):
             m.d.comb += self.o.payload.data[n].eq(at_head[n])
         taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
-        m.d.comb += self.i.ready.eq(~ending & (fill - taken <= win))
+        m.d.comb += self.i.ready.eq(1 if self._always_ready else ~ending & (fill <= win))
         entering = self.i.valid & self.i.ready
         given = Mux(entering, self.i.payload.count, 0)
 

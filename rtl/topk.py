@@ -291,7 +291,7 @@ class TopK(wiring.Component):
                 m.d.sync += hist[b - 1].eq(hist[b - 1] + popcount(at_least[b - 1]))
 
         m.submodules.fifo_eliminator = fifo_eliminator = ZeroEliminator(signed(W), C)
-        m.submodules.fifo_packer = fifo_packer = Packer(signed(W), C, C)
+        m.submodules.fifo_packer = fifo_packer = Packer(signed(W), C, C, always_ready=True)
         fifo_word = Signal(range(cfg.words))
         m.d.comb += [
             fifo_eliminator.i.valid.eq(masks_valid & (level != cfg.levels)),

@@ -552,3 +552,113 @@ def sqnr_db(approx, exact):
     if noise == 0:
         return math.inf
     return float(10 * np.log10(signal / noise))
+
+
+# -- the streaming FFT array (rtl/butterfly/array.py): cycle model -----------------------------
+
+__all__ += ["fft_array_pipeline", "fft_array_cycles"]
+
+
+def fft_array_pipeline(n, cfg=_DEFAULT):
+    """Registers a beat passes from the streaming FFT array's input to its reorder buffer.
+
+    The array (``lanes = 2**p``, ``n_max = 2**Lmax``) has an input register, then
+    ``Lmax - p`` time columns (column ``c`` used by transforms with ``log2 N ≥ Lmax - c``:
+    an exchange of ``n_max / (2·lanes) / 2**c`` beats and a PE column of ``1 + PE_LATENCY``
+    registers; unused: one register), a return column (an exchange of ``N / (2·lanes)`` beats
+    when ``N > lanes``, and a PE column) and ``p - 1`` lane columns (a PE column each).
+    """
+    lanes = cfg.lanes
+    p, lmax, log2n = lanes.bit_length() - 1, cfg.stages_max, _log2_length(n, cfg)
+    if n < lanes:
+        raise ValueError(f"transform length {n} is out of range for the array: expected "
+                         f"lanes={lanes} ≤ N ≤ n_max={cfg.n_max}")
+    column = 1 + cfg.PE_LATENCY
+    regs = 1
+    for c in range(lmax - p):
+        regs += (1 << (lmax - 1 - p - c)) + column if c >= lmax - log2n else 1
+    regs += ((1 << (log2n - 1 - p)) if log2n > p else 0) + column
+    regs += (p - 1) * column
+    return regs
+
+
+def fft_array_cycles(lengths, cfg=_DEFAULT):
+    """Predict the streaming FFT array's cycles for transforms streamed back to back.
+
+    A cycle replay of the array's flow control: the input accepts one beat of ``lanes``
+    samples per cycle; a transform whose length differs from the previous one waits until
+    the columns are empty; the columns move as one (:func:`fft_array_pipeline` registers)
+    whenever their last beat can enter the two-transform reorder buffer; the buffer issues
+    one natural-order beat per cycle, the output handshake one cycle later. Exact when the
+    input is never starved and the output never stalled.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        ``N`` of each transform, in stream order.
+
+    Returns
+    -------
+    dict
+        ``first_in``, ``last_out`` (int64 arrays: the cycle of each transform's first input
+        handshake and of its last output handshake), ``latency`` (``last_out − first_in +
+        1``) and ``total`` (first input to last output, inclusive).
+    """
+    lengths = [int(n) for n in lengths]
+    lanes = cfg.lanes
+    beats = [n // lanes for n in lengths]
+    pipes = {n: fft_array_pipeline(n, cfg) for n in set(lengths)}
+    batch = len(lengths)
+    first_in = np.zeros(batch, dtype=np.int64)
+    last_out = np.zeros(batch, dtype=np.int64)
+    cur = None                      # length of the transforms in the columns
+    pipe = []                       # each register: None or (transform, beat)
+    in_vec = in_beat = 0
+    full = [None, None]             # each half of the reorder buffer: None or transform
+    w_half = r_half = r_beat = 0
+    pending = None                  # the output beat issued last cycle: (transform, last)
+    cycle = 0
+    while True:
+        if pending is not None and pending[1]:
+            last_out[pending[0]] = cycle
+            if pending[0] == batch - 1:
+                break
+        tail = pipe[-1] if pipe else None
+        room = tail is None or full[w_half] is None
+        boundary = in_beat == 0
+        valid = in_vec < batch
+        drain = boundary and valid and lengths[in_vec] != cur and any(pipe)
+        accept = valid and room and not drain
+        en = room and (valid or boundary)
+        # the reorder buffer's read side (the output is always ready)
+        pending = None
+        freed = None
+        if full[r_half] is not None:
+            vec = full[r_half]
+            last = r_beat == beats[vec] - 1
+            pending = (vec, last)
+            r_beat += 1
+            if last:
+                freed, r_beat = r_half, 0
+                r_half ^= 1
+        if en:
+            if tail is not None and tail[1] == beats[tail[0]] - 1:
+                full[w_half] = tail[0]
+                w_half ^= 1
+            new = None
+            if accept:
+                if boundary:
+                    first_in[in_vec] = cycle
+                    if lengths[in_vec] != cur:
+                        cur = lengths[in_vec]
+                        pipe = [None] * pipes[cur]
+                new = (in_vec, in_beat)
+                in_beat += 1
+                if in_beat == beats[in_vec]:
+                    in_vec, in_beat = in_vec + 1, 0
+            pipe = [new] + pipe[:-1]
+        if freed is not None:
+            full[freed] = None
+        cycle += 1
+    return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
+            "total": int(last_out[-1] - first_in[0] + 1)}

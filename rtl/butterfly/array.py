@@ -1,0 +1,432 @@
+"""The streaming FFT array: ``lanes`` samples per cycle through ``log2(n_max)`` PE columns.
+
+Architecture
+------------
+A multi-path delay-feedforward pipeline (radix-2 MDF, all PEs busy every cycle) built from
+the plan of :mod:`.schedule`:
+
+* ``log2(n_max)`` **PE columns** of ``lanes/2`` :class:`~.pe.ButterflyPE` each, one FFT stage
+  per column; a column pairs two lanes of the same beat.
+* **Exchanges** (delay-switch-delay) before the columns whose stage pairs samples of
+  different beats: ``log2(n_max/lanes)`` fixed ones, delays ``n_max/(2·lanes)``, …, 2, 1
+  beats, and one whose delay ``N/(2·lanes)`` follows the transform length (the *return*
+  exchange: it brings back the lane bit the first exchange evicted). An exchange of ``D``
+  beats holds ``D`` beats of ``lanes/2`` samples twice (before and after its switch).
+* A **reorder buffer** (:class:`~.reorder.ReorderBuffer`): two transforms in ``lanes``
+  conflict-free banks, so the output is in natural order.
+
+Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
+
+* PEs: ``(P/2)·S``; real multipliers ``4·(P/2)·S = 2·P·S`` (:attr:`ButterflyArray.pes`,
+  :attr:`ButterflyArray.multipliers`). Example: ``P = 8``, ``n_max = 1024``: 40 PEs, 160
+  multipliers.
+* Exchange memory: ``P·(n_max/P − 1) + n_max/2 = 1.5·n_max − P`` complex samples (lines of
+  up to :attr:`.delay.DelayLine.REGISTERS` beats are registers, longer ones block RAM), plus
+  ``n_max/(2·P)`` flip-flops of valid bits for the return exchange. Example: ``P = 8``,
+  ``n_max = 1024``: exchanges of 64, 32, 16, 8, 4, 2, 1 beats and a return one of up to 64,
+  1528 samples.
+* Reorder buffer: ``2·n_max`` complex samples (``P`` banks of ``2·n_max/P``). Twiddle ROMs:
+  a column whose largest stage is ``k`` holds ``2**k`` twiddles (``≤ n_max/2``), one read
+  port per PE.
+* Latency (registers from the input to the reorder buffer, :func:`attnforge.sim.butterfly.
+  fft_array_pipeline`): ``1 + Σ`` active exchange delays ``+ (1 + PE_LATENCY)`` per active
+  column ``+ 1`` per bypassed one, about ``1.5·N/P + 5·log2(n_max)``. A transform's last
+  output handshake comes ``2·N/P + pipeline`` cycles after its first input handshake (e.g.
+  ``P = 8``, ``N = n_max = 64``: 16 + 42); :func:`attnforge.sim.butterfly.fft_array_cycles`
+  replays the cycles exactly, length changes included.
+
+Transform length
+----------------
+``N = 2**log2n``, ``lanes ≤ N ≤ n_max``, is chosen per transform by the ``log2n`` field of
+its first input beat (values outside ``[log2(lanes), log2(n_max)]`` are clamped and set
+``error``). A transform is exactly ``N/lanes`` beats; ``last`` is checked against that count
+(a mismatch sets ``error``; the count wins). Transforms of one length stream back to back
+at ``lanes`` samples per cycle; a transform of another length waits at the input until the
+columns hold no sample of the previous ones (one pipeline latency, the reorder buffer keeps
+streaming meanwhile).
+
+Arithmetic and order
+--------------------
+Every butterfly is the model's (:func:`attnforge.sim.butterfly.fft` with the ``"fixed"``
+policy: shift 1 per stage, ``scale_log2 = log2 N``); twiddles come from ROMs filled at
+elaboration with :meth:`ButterflyConfig.twiddle`, so the output equals the model bit for bit.
+Input and output are in natural order: input beat ``t`` holds samples ``t·P … t·P+P−1``,
+output beat ``t`` holds bins ``t·P … t·P+P−1``.
+
+Flow control
+------------
+One pipeline enable moves every column, exchange and delay line at once; valid/first/last
+flags travel with the beats. It is high when the last column's beat can go into the reorder
+buffer (or there is none) and either an input beat arrives or the input is between
+transforms, where bubbles are pushed in to drain the pipeline. Inside a transform the
+pipeline stalls on a missing input beat, so every transform's beats stay contiguous, which
+the exchanges rely on. Stream handshakes exist only at the input and at the reorder
+buffer's output.
+"""
+
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...configs.butterfly import ButterflyConfig
+from .delay import DelayLine
+from .pe import ButterflyPE, Mode, complex_layout
+from .reorder import ReorderBuffer, output_beat
+from .schedule import ArraySchedule
+
+__all__ = ["input_beat", "output_beat", "ButterflyArray"]
+
+
+def input_beat(cfg):
+    """``lanes`` complex samples, ``log2n`` (read on a transform's first beat) and ``last``."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
+        "log2n": range(cfg.stages_max + 1),
+        "last": 1,
+    })
+
+
+def _beat(cfg):
+    """A beat inside the array: samples and flags (no handshake: the pipeline enable moves it)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
+        "valid": 1,
+        "first": 1,
+        "last": 1,
+    })
+
+
+def _flags(cfg):
+    return data.StructLayout({"valid": 1, "first": 1, "last": 1})
+
+
+class _Exchange(wiring.Component):
+    """Swap a time slot of ``delay`` beats with lane bit ``p-1``: delay, switch, delay.
+
+    Lanes with bit ``p-1`` clear (upper) go to the switch, then through a ``delay``-beat line;
+    lanes with it set (lower) go through a ``delay``-beat line, then the switch, then out.
+    The switch crosses while the input beat number (counted from the transform's first
+    beat, bubbles included) has its ``delay`` bit set. Latency ``delay`` beats; a beat's
+    flags ride the upper line. ``active`` low: the beat passes combinationally, and the
+    lines fill with bubbles (so no stale beat leaves them when the exchange comes back).
+
+    With a run-time ``delay``, lengthening the lines would bring back entries that already
+    left; so the valid bits sit in a shift register of their own, which ``clear`` (pulsed
+    when the transform length changes, the array being empty) wipes.
+    """
+
+    def __init__(self, cfg, max_delay, *, variable):
+        self._cfg = cfg
+        self._max = max_delay
+        self._variable = variable
+        ports = {"en": In(1), "active": In(1), "i": In(_beat(cfg)), "o": Out(_beat(cfg))}
+        if variable:
+            ports["delay"] = In(range(max_delay + 1))
+            ports["clear"] = In(1)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, P = self._cfg, self._cfg.lanes
+        half = P // 2
+        sample = complex_layout(cfg.width)
+        low_line = DelayLine(data.ArrayLayout(sample, half), self._max, variable=self._variable)
+        up_line = DelayLine(data.StructLayout({"data": data.ArrayLayout(sample, half),
+                                               "flags": _flags(cfg)}),
+                            self._max, variable=self._variable)
+        m.submodules.low_line = low_line
+        m.submodules.up_line = up_line
+        delay = self.delay if self._variable else self._max
+        for line in (low_line, up_line):
+            m.d.comb += line.en.eq(self.en)
+            if self._variable:
+                m.d.comb += line.length.eq(delay)
+
+        count = Signal(range(2 * self._max), name="beat_count")
+        beat = Signal(range(2 * self._max), name="beat")
+        m.d.comb += beat.eq(Mux(self.i.valid & self.i.first, 0, count))
+        with m.If(self.en):
+            m.d.sync += count.eq(beat + 1)
+        cross = Signal()
+        m.d.comb += cross.eq((beat & delay) != 0)
+
+        inp, out = self.i, self.o
+        for k in range(half):
+            up, low = inp.data[k], inp.data[k + half]
+            m.d.comb += [
+                low_line.i[k].eq(low),
+                up_line.i.data[k].eq(Mux(cross, low_line.o[k], up)),
+            ]
+        m.d.comb += [
+            up_line.i.flags.valid.eq(inp.valid & self.active),
+            up_line.i.flags.first.eq(inp.first),
+            up_line.i.flags.last.eq(inp.last),
+        ]
+        out_valid = up_line.o.flags.valid
+        if self._variable:
+            valid_line = Signal(self._max, name="valid_line")
+            with m.If(self.clear):
+                m.d.sync += valid_line.eq(0)
+            with m.Elif(self.en):
+                m.d.sync += valid_line.eq(Cat(inp.valid & self.active, valid_line[:-1]))
+            out_valid = valid_line.bit_select((delay - 1)[:len(self.delay)], 1)
+        with m.If(self.active):
+            for k in range(half):
+                m.d.comb += [
+                    out.data[k].eq(up_line.o.data[k]),
+                    out.data[k + half].eq(Mux(cross, inp.data[k], low_line.o[k])),
+                ]
+            m.d.comb += [
+                out.valid.eq(out_valid),
+                out.first.eq(up_line.o.flags.first),
+                out.last.eq(up_line.o.flags.last),
+            ]
+        with m.Else():
+            m.d.comb += out.eq(inp)
+        return m
+
+
+class _Column(wiring.Component):
+    """A column of ``lanes/2`` PEs running one FFT stage on lane pairs ``(l, l | 2**lane_bit)``.
+
+    An input register (beside the twiddle ROM's read register) then the PEs: latency
+    ``1 + PE_LATENCY`` beats. Inactive (``N`` too short to use it): the input register only.
+    """
+
+    def __init__(self, cfg, schedule, index):
+        self._cfg = cfg
+        self._sched = schedule
+        self._index = index
+        super().__init__({
+            "en": In(1),
+            "log2n": In(range(schedule.log2n_max + 1)),
+            "i": In(_beat(cfg)),
+            "o": Out(_beat(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, sched = self._cfg, self._sched
+        col = sched.columns[self._index]
+        plans = {log2n: sched.plan(log2n)[self._index] for log2n in sched.log2n_range}
+        P, bit = sched.lanes, col.lane_bit
+        pairs = [(l, l | 1 << bit) for l in range(P) if not l >> bit & 1]
+        tb = cfg.twiddle_bits
+        en = self.en
+
+        # Beat number from the transform's first beat (bubbles included), for the twiddles.
+        tbits = max(sched.log2n_max - sched.p, 1)
+        count = Signal(tbits, name="beat_count")
+        beat = Signal(tbits, name="beat")
+        m.d.comb += beat.eq(Mux(self.i.valid & self.i.first, 0, count))
+        with m.If(en):
+            m.d.sync += count.eq(beat + 1)
+
+        # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register.
+        size = 1 << col.kmax
+        table = [cfg.twiddle(idx, 2 * size) for idx in range(size)]
+        mask = (1 << tb) - 1
+        twiddles = []
+        if size == 1:
+            wr, wi = table[0]
+            twiddles = [(Const(wr, tb), Const(wi, tb))] * len(pairs)   # W = 1
+        else:
+            rom = memory.Memory(shape=unsigned(2 * tb), depth=size,
+                                init=[(r & mask) | (i & mask) << tb for r, i in table])
+            m.submodules.rom = rom
+            for n, (l0, _) in enumerate(pairs):
+                port = rom.read_port()
+                idx = Signal(col.kmax, name=f"tw_idx{n}")
+                with m.Switch(self.log2n):
+                    for log2n, plan in plans.items():
+                        if not plan.active:
+                            continue
+                        with m.Case(log2n):
+                            srcs = [Const(0, 1) if s is None else
+                                    Const(l0 >> s[1] & 1, 1) if s[0] == "lane" else beat[s[1]]
+                                    for s in plan.twiddle_bits]
+                            m.d.comb += idx.eq(Cat(*srcs))
+                m.d.comb += [port.addr.eq(idx), port.en.eq(en)]
+                twiddles.append((port.data[:tb].as_signed(), port.data[tb:].as_signed()))
+
+        active = Signal()
+        always = all(plan.active for plan in plans.values())
+        if always:
+            m.d.comb += active.eq(1)
+        else:
+            with m.Switch(self.log2n):
+                for log2n, plan in plans.items():
+                    with m.Case(log2n):
+                        m.d.comb += active.eq(int(plan.active))
+        # Input register, PEs, and the flags beside them.
+        reg = Signal(_beat(cfg), name="in_reg")
+        with m.If(en):
+            m.d.sync += reg.eq(self.i)
+        pe_out = [None] * P
+        for n, (l0, l1) in enumerate(pairs):
+            pe = ButterflyPE(cfg)
+            m.submodules[f"pe{n}"] = EnableInserter(en)(pe)
+            wr, wi = twiddles[n]
+            m.d.comb += [
+                pe.i.valid.eq(1),
+                pe.i.payload.x0.eq(reg.data[l0]),
+                pe.i.payload.x1.eq(reg.data[l1]),
+                pe.i.payload.coef[0].eq(wr),
+                pe.i.payload.coef[1].eq(wi),
+                pe.i.payload.mode.eq(Mode.FFT),
+                pe.i.payload.shift.eq(1),
+                pe.o.ready.eq(1),
+            ]
+            pe_out[l0], pe_out[l1] = pe.o.payload.y0, pe.o.payload.y1
+        flags = [Signal(_flags(cfg), name=f"flags{k}") for k in range(cfg.PE_LATENCY)]
+        with m.If(en):
+            m.d.sync += flags[0].eq(Cat(reg.valid & active, reg.first, reg.last))
+            for k in range(1, len(flags)):
+                m.d.sync += flags[k].eq(flags[k - 1])
+
+        out = self.o
+        with m.If(active):
+            m.d.comb += [
+                *(out.data[lane].eq(pe_out[lane]) for lane in range(P)),
+                out.valid.eq(flags[-1].valid),
+                out.first.eq(flags[-1].first),
+                out.last.eq(flags[-1].last),
+            ]
+        with m.Else():
+            m.d.comb += out.eq(reg)
+        return m
+
+
+class ButterflyArray(wiring.Component):
+    """The streaming FFT array (module docstring): ``lanes`` samples per cycle, any ``N``.
+
+    Parameters
+    ----------
+    config : ButterflyConfig
+        ``width``, ``twiddle_bits``, ``n_max`` and ``lanes`` (≥ 2) are used; ``pes`` is not
+        (this streaming array always has :attr:`pes` = ``lanes/2 · log2(n_max)``).
+
+    Attributes
+    ----------
+    i : In(stream) of :func:`input_beat`
+        Samples in natural order, ``lanes`` per beat; ``log2n`` on a transform's first beat.
+    o : Out(stream) of :func:`output_beat`
+        The transform in natural order, ``lanes`` bins per beat, ``last`` on its final beat:
+        the model's ``fft(re, im, cfg)`` (fixed scaling, ``scale_log2 = log2n``).
+    error : Out(1)
+        Sticky: a ``log2n`` out of range, or ``last`` where the count disagrees.
+    schedule : ArraySchedule
+    pes : int
+        Butterfly PEs: ``lanes/2 · log2(n_max)``.
+    multipliers : int
+        Real multipliers: ``4 · pes``.
+    """
+
+    def __init__(self, config=ButterflyConfig()):
+        if not isinstance(config, ButterflyConfig):
+            raise TypeError(f"config must be a ButterflyConfig, not {config!r}")
+        if config.lanes < 2:
+            raise ValueError(f"lanes={config.lanes} is out of range for the array: expected a "
+                             f"power of two ≥ 2 (a column pairs two lanes of a beat)")
+        self.config = config
+        self.schedule = ArraySchedule(config.lanes, config.n_max)
+        self.pes = config.lanes // 2 * config.stages_max
+        self.multipliers = config.MULTIPLIERS_PER_PE * self.pes
+        super().__init__({
+            "i": In(stream.Signature(input_beat(config))),
+            "o": Out(stream.Signature(output_beat(config))),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, sched = self.config, self.schedule
+        P, p, lmax = cfg.lanes, sched.p, sched.log2n_max
+        en = Signal()
+
+        # -- the columns and exchanges, in order ---------------------------------------------
+        cur_log2n = Signal(range(lmax + 1), init=p)     # the transforms in the columns
+        new_length = Signal()                           # a transform of another N enters
+        head = Signal(_beat(cfg), name="head")          # the input register
+        beat = head
+        for c, col in enumerate(sched.columns):
+            if col.delay:
+                variable = col.kind == "return"
+                xch = _Exchange(cfg, col.delay, variable=variable)
+                m.submodules[f"xch{c}"] = xch
+                m.d.comb += [xch.en.eq(en), xch.i.eq(beat)]
+                if variable:
+                    m.d.comb += [
+                        xch.clear.eq(new_length),
+                        xch.active.eq(cur_log2n > p),
+                        xch.delay.eq(Const(1) << (cur_log2n - p - 1)[:max(lmax - p, 1)]),
+                    ]
+                else:
+                    m.d.comb += xch.active.eq(cur_log2n >= lmax - c)
+                beat = xch.o
+            column = _Column(cfg, sched, c)
+            m.submodules[f"col{c}"] = column
+            m.d.comb += [column.en.eq(en), column.log2n.eq(cur_log2n), column.i.eq(beat)]
+            beat = column.o
+        tail = beat
+
+        # -- the reorder buffer ---------------------------------------------------------------
+        m.submodules.reorder = rob = ReorderBuffer(cfg, sched)
+        wiring.connect(m, wiring.flipped(self.o), rob.o)
+        m.d.comb += [
+            rob.w_en.eq(en & tail.valid),
+            rob.w.data.eq(tail.data),
+            rob.w.first.eq(tail.first),
+            rob.w.last.eq(tail.last),
+            rob.w_log2n.eq(cur_log2n),
+        ]
+
+        # -- the input: frame count, length changes, the pipeline enable -------------------------
+        inp = self.i.payload
+        in_beat = Signal(range(max(cfg.n_max // P, 2)))        # beat number in the transform
+        frame_end = Signal(range(max(cfg.n_max // P, 2)))      # its last beat number
+        boundary = in_beat == 0
+        log2n = Signal(range(lmax + 1))
+        bad_log2n = Signal()
+        m.d.comb += [
+            bad_log2n.eq((inp.log2n < p) | (inp.log2n > lmax)),
+            log2n.eq(Mux(inp.log2n < p, p, Mux(inp.log2n > lmax, lmax, inp.log2n))),
+        ]
+        latency_bound = 2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 8
+        in_flight = Signal(range(latency_bound + 1))          # valid beats in the columns
+        drain = Signal()
+        m.d.comb += drain.eq(boundary & (log2n != cur_log2n) & (in_flight != 0))
+        room = Signal()
+        m.d.comb += [
+            room.eq(~tail.valid | rob.w_ready),
+            self.i.ready.eq(room & ~drain),
+            en.eq(room & (self.i.valid | boundary)),
+        ]
+        accept = self.i.valid & self.i.ready
+        m.d.comb += new_length.eq(accept & boundary & (log2n != cur_log2n))
+        ends = Signal()
+        first_end = Signal(range(max(cfg.n_max // P, 2)))
+        with m.Switch(log2n):
+            for n in sched.log2n_range:
+                with m.Case(n):
+                    m.d.comb += first_end.eq((1 << (n - p)) - 1)
+        m.d.comb += ends.eq(Mux(boundary, first_end == 0, in_beat == frame_end))
+        with m.If(en):
+            m.d.sync += [
+                head.data.eq(inp.data),
+                head.valid.eq(accept),
+                head.first.eq(accept & boundary),
+                head.last.eq(accept & ends),
+            ]
+        with m.If(accept):
+            with m.If(boundary):
+                m.d.sync += [cur_log2n.eq(log2n), frame_end.eq(first_end)]
+            m.d.sync += in_beat.eq(Mux(ends, 0, in_beat + 1))
+            with m.If((inp.last != ends) | (boundary & bad_log2n)):
+                m.d.sync += self.error.eq(1)
+        leave = en & tail.valid
+        with m.If(accept & ~leave):
+            m.d.sync += in_flight.eq(in_flight + 1)
+        with m.Elif(leave & ~accept):
+            m.d.sync += in_flight.eq(in_flight - 1)
+        return m

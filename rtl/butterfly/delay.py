@@ -1,0 +1,96 @@
+"""Delay lines that advance with a pipeline enable: registers when short, block RAM when long."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+__all__ = ["DelayLine"]
+
+
+class DelayLine(wiring.Component):
+    """``o`` shows what ``i`` held ``length`` enabled cycles ago.
+
+    After the ``e``-th cycle with ``en`` high, ``o`` equals the value ``i`` had during
+    enabled cycle ``e - length + 1``: the behaviour of ``length`` registers in a row, each
+    loaded only when ``en`` is high. The line never stalls and has no valid bits: every
+    enabled cycle shifts it by one.
+
+    Up to :attr:`REGISTERS` entries it is a shift register (with a tap multiplexer when the
+    length is chosen at run time). Longer lines are one ``lib.memory`` RAM of ``max_delay``
+    words (a power of two) with a synchronous, non-transparent read port: a write pointer
+    cycling through the words and a read pointer ``length - 1`` behind it; a run-time
+    length of 1 takes a register beside the RAM.
+
+    Parameters
+    ----------
+    shape : shape-like
+        One entry.
+    max_delay : int
+        The (largest) length, ≥ 1; a power of two when above :attr:`REGISTERS`.
+    variable : bool
+        False: the length is ``max_delay``. True: a ``length`` input chooses it at run
+        time (``1 … max_delay``); entries in the line when it changes come out garbled.
+
+    Attributes
+    ----------
+    en : In(1)
+    i : In(shape)
+    o : Out(shape)
+    length : In(range(max_delay + 1))
+        Only when ``variable``.
+    """
+
+    #: longest line built from registers
+    REGISTERS = 4
+
+    def __init__(self, shape, max_delay, *, variable=False):
+        if max_delay < 1:
+            raise ValueError(f"max_delay={max_delay} must be ≥ 1")
+        if max_delay > self.REGISTERS:
+            exact_log2(max_delay)
+        self._shape = shape
+        self.max_delay = max_delay
+        self.variable = variable
+        ports = {"en": In(1), "i": In(shape), "o": Out(shape)}
+        if variable:
+            ports["length"] = In(range(max_delay + 1))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.max_delay
+        if n <= self.REGISTERS:
+            regs = [Signal(self._shape, name=f"r{k}") for k in range(n)]
+            with m.If(self.en):
+                m.d.sync += regs[0].eq(self.i)
+                for k in range(1, n):
+                    m.d.sync += regs[k].eq(regs[k - 1])
+            if not self.variable:
+                m.d.comb += self.o.eq(regs[-1])
+            else:
+                with m.Switch(self.length):
+                    for k in range(n):
+                        with m.Case(k + 1):
+                            m.d.comb += self.o.eq(regs[k])
+            return m
+
+        m.submodules.ram = ram = memory.Memory(shape=self._shape, depth=n, init=[])
+        wr = ram.write_port()
+        rd = ram.read_port()
+        ptr = Signal(ceil_log2(n))
+        length = self.length if self.variable else n
+        m.d.comb += [
+            wr.addr.eq(ptr), wr.data.eq(self.i), wr.en.eq(self.en),
+            rd.addr.eq((ptr - length + 1)[:len(ptr)]), rd.en.eq(self.en),
+        ]
+        with m.If(self.en):
+            m.d.sync += ptr.eq(ptr + 1)
+        if not self.variable:
+            m.d.comb += self.o.eq(rd.data)
+        else:
+            one = Signal(self._shape)
+            with m.If(self.en):
+                m.d.sync += one.eq(self.i)
+            m.d.comb += self.o.eq(Mux(self.length == 1, one, rd.data))
+        return m

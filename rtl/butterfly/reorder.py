@@ -1,0 +1,200 @@
+"""The FFT array's output reorder buffer: transforms in, natural order out, lanes per cycle.
+
+The last column of the array leaves each transform in the order of the schedule's final
+slot map (:meth:`.schedule.ArraySchedule.final_map`, a bit permutation of the natural
+frequency order, bit reversal among it). The buffer holds two transforms (ping-pong), each
+in ``lanes`` banks of ``n_max / lanes`` words, so one is written while the other is read.
+
+Conflict-free banks: a beat written at beat number ``T`` puts its lane ``λ`` into bank
+``λ ^ h(T)`` at address ``T`` (``h``: :meth:`.schedule.ArraySchedule.reorder_map`), so
+both a written beat and a read beat (``lanes`` consecutive frequencies) touch every bank
+exactly once. A read beat computes every bank's address from its beat number, reads all
+banks at once, and a ``lanes``-way multiplexer per output lane picks its bank.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...configs.butterfly import ButterflyConfig
+from .pe import complex_layout
+
+__all__ = ["output_beat", "ReorderBuffer"]
+
+
+def output_beat(cfg):
+    """``lanes`` complex samples of a transform in natural order; ``last`` on its final beat."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
+        "last": 1,
+    })
+
+
+def _write_layout(cfg):
+    return data.StructLayout({
+        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
+        "first": 1,
+        "last": 1,
+    })
+
+
+class ReorderBuffer(wiring.Component):
+    """Two transforms of ``lanes`` banks: written in slot order, read in natural order.
+
+    Parameters
+    ----------
+    config : ButterflyConfig
+    schedule : ArraySchedule
+        The array's schedule (its final slot map for every ``log2 N``).
+
+    Attributes
+    ----------
+    w_en : In(1)
+        Write the beat ``w`` this cycle (only when ``w_ready``).
+    w : In(struct)
+        ``data`` (``lanes`` complex samples in the final slot order), ``first`` and ``last``
+        beat of a transform.
+    w_log2n : In
+        ``log2 N`` of the transform being written (read with its last beat).
+    w_ready : Out(1)
+        The buffer has room for the transform being written.
+    o : Out(stream) of :func:`output_beat`
+        Natural order, ``N / lanes`` beats per transform, the first one cycle after the
+        transform's last write at the earliest.
+    """
+
+    def __init__(self, config, schedule):
+        if not isinstance(config, ButterflyConfig):
+            raise TypeError(f"config must be a ButterflyConfig, not {config!r}")
+        self.config = config
+        self.schedule = schedule
+        super().__init__({
+            "w_en": In(1),
+            "w": In(_write_layout(config)),
+            "w_log2n": In(range(schedule.log2n_max + 1)),
+            "w_ready": Out(1),
+            "o": Out(stream.Signature(output_beat(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, sched = self.config, self.schedule
+        P, p, lmax = sched.lanes, sched.p, sched.log2n_max
+        tbits = lmax - p                        # beat-number bits of the longest transform
+        words = 1 << tbits
+
+        banks = []
+        for b in range(P):
+            mem = memory.Memory(shape=complex_layout(cfg.width), depth=2 * words, init=[])
+            m.submodules[f"bank{b}"] = mem
+            banks.append((mem.write_port(), mem.read_port()))
+
+        full = [Signal(name="full0"), Signal(name="full1")]
+        half_log2n = [Signal(range(lmax + 1), name=f"log2n{h}", init=p) for h in range(2)]
+
+        # -- write side: beat number T, bank λ ^ h(T) ------------------------------------
+        w_half = Signal()
+        w_count = Signal(max(tbits, 1))
+        w_beat = Signal(max(tbits, 1))
+        m.d.comb += [
+            w_beat.eq(Mux(self.w.first, 0, w_count)),
+            self.w_ready.eq(~Array(full)[w_half]),
+        ]
+        h_value = Signal(p)
+        with m.Switch(self.w_log2n):
+            for log2n in sched.log2n_range:
+                h, _ = sched.reorder_map(log2n)
+                with m.Case(log2n):
+                    m.d.comb += h_value.eq(sum((w_beat[t] << mm for t, mm in h), Const(0, p)))
+        lanes_in = Array(self.w.data[lane] for lane in range(P))
+        for b, (wr, _) in enumerate(banks):
+            m.d.comb += [
+                wr.addr.eq(Cat(w_beat[:tbits], w_half)),
+                wr.data.eq(lanes_in[h_value ^ b]),
+                wr.en.eq(self.w_en),
+            ]
+        w_done = self.w_en & self.w.last
+        with m.If(self.w_en):
+            m.d.sync += w_count.eq(w_beat + 1)
+        with m.If(w_done):
+            m.d.sync += w_half.eq(~w_half)
+            for h in range(2):
+                with m.If(w_half == h):
+                    m.d.sync += [full[h].eq(1), half_log2n[h].eq(self.w_log2n)]
+
+        # -- read side: output beat t_out, every bank read once ----------------------------
+        r_half = Signal()
+        t_out = Signal(max(tbits, 1))
+        r_log2n = Signal(range(lmax + 1))
+        m.d.comb += r_log2n.eq(Array(half_log2n)[r_half])
+        advance = ~self.o.valid | self.o.ready
+        issue = advance & Array(full)[r_half]
+        r_last = Signal()
+        sel_now = [Signal(range(P), name=f"sel_now{lane}") for lane in range(P)]
+        addrs = [Signal(max(tbits, 1), name=f"addr{b}") for b in range(P)]
+        with m.Switch(r_log2n):
+            for log2n in sched.log2n_range:
+                with m.Case(log2n):
+                    self._read_plan(m, log2n, t_out, addrs, sel_now)
+                    m.d.comb += r_last.eq(t_out == (1 << (log2n - p)) - 1)
+        for b, (_, rd) in enumerate(banks):
+            m.d.comb += [rd.addr.eq(Cat(addrs[b][:tbits], r_half)), rd.en.eq(issue)]
+        sel = [Signal(range(P), name=f"sel{lane}") for lane in range(P)]
+        last = Signal()
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(issue)
+        with m.If(issue):
+            m.d.sync += [last.eq(r_last), *(s.eq(n) for s, n in zip(sel, sel_now))]
+            with m.If(r_last):
+                m.d.sync += [t_out.eq(0), r_half.eq(~r_half)]
+                for h in range(2):
+                    with m.If(r_half == h):
+                        m.d.sync += full[h].eq(0)
+            with m.Else():
+                m.d.sync += t_out.eq(t_out + 1)
+        read_data = Array(rd.data for _, rd in banks)
+        for lane in range(P):
+            m.d.comb += self.o.payload.data[lane].eq(read_data[sel[lane]])
+        m.d.comb += self.o.payload.last.eq(last)
+        return m
+
+    def _read_plan(self, m, log2n, t_out, addrs, sel_now):
+        """Bank addresses and lane selects of output beat ``t_out`` for ``N = 2**log2n``.
+
+        Output sample ``f = t_out·lanes + l`` has x-bit ``x`` = bit ``log2n-1-x`` of ``f``.
+        Its bank is ``A·l ^ c``: each bit ``i`` of ``l`` lands in one bank bit ``pos[i]``
+        (directly from a lane slot, or through ``h`` from a time slot), and ``c`` collects
+        the bits from ``t_out``; so bank ``b`` serves ``l_b`` with ``l_b[i] = (b ^ c)[pos[i]]``.
+        """
+        sched = self.schedule
+        P, p = sched.lanes, sched.p
+        lane_map, time_map = sched.final_map(log2n)
+        h, _ = sched.reorder_map(log2n)
+
+        def fbit(f_low, q):
+            """Bit ``q`` of ``f``: from ``f_low`` (the lane part) or from ``t_out``."""
+            return f_low[q] if q < p else t_out[q - p]
+
+        # pos[i]: the bank bit that output lane bit i drives; c: the t_out part of the bank.
+        pos = {}
+        c_bits = []
+        for mm in range(p):
+            q = log2n - 1 - lane_map[mm]
+            c_bit = Const(0, 1) if q < p else t_out[q - p]
+            if q < p:
+                pos[q] = mm
+            for t, m2 in h:
+                if m2 == mm:
+                    q2 = log2n - 1 - time_map[t]
+                    assert q2 < p
+                    pos[q2] = mm
+            c_bits.append(c_bit)
+        assert sorted(pos) == list(range(p)) and sorted(pos.values()) == list(range(p))
+        c = Cat(*c_bits)
+        for lane in range(P):
+            m.d.comb += sel_now[lane].eq(
+                sum(((lane >> i) & 1) << pos[i] for i in range(p)) ^ c)
+        for b in range(P):
+            l_b = Cat(*((b >> pos[i]) & 1 ^ c[pos[i]] for i in range(p)))
+            addr = Cat(*(fbit(l_b, log2n - 1 - x) for x in time_map)) if time_map else Const(0, 1)
+            m.d.comb += addrs[b].eq(addr)
