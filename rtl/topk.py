@@ -125,6 +125,8 @@ class TopK(wiring.Component):
         slot_k = Array(Signal(count, name=f"slot{s}_k") for s in range(3))
         slot_hist = Array(Array(Signal(count, name=f"slot{s}_ge{b}") for b in range(1, B))
                           for s in range(3))
+        slot_last_word = Array(Signal(range(cfg.words), name=f"slot{s}_last_word") for s in range(3))
+        slot_tail = Array(Signal(range(C + 1), name=f"slot{s}_tail") for s in range(3))  # lanes in the last word
         slot_threshold = Array(Signal(cfg.key_bits, name=f"slot{s}_threshold") for s in range(3))
         slot_ties = Array(Signal(count, name=f"slot{s}_ties") for s in range(3))
 
@@ -157,6 +159,8 @@ class TopK(wiring.Component):
             with m.If(ends):
                 m.d.sync += [
                     slot_n[recv_slot].eq((recv_beat + 1) * L),
+                    slot_last_word[recv_slot].eq(recv_beat >> exact_log2(groups)),
+                    slot_tail[recv_slot].eq(((recv_beat % groups if groups > 1 else 0) + 1) * L),
                     state[recv_slot].eq(RECEIVED),
                     recv_slot.eq(next_slot(recv_slot)),
                     recv_beat.eq(0),
@@ -310,7 +314,7 @@ class TopK(wiring.Component):
         # ---- Stage 3: emit in input order ---------------------------------------------
         # read (the memory's data port) -> fetched (a register: no logic after the block
         # RAM's clock-to-out) -> classified (> and = the k-th value, ties before each lane)
-        # -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
+        # -> decided (the kept lanes) -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
         # FIFO ever stalls: a word is read only with a credit, one per FIFO entry, returned
         # when the packer takes the entry. So no ready signal crosses the pipeline.
         # Each word carries its vector's threshold and tie budget.
@@ -322,7 +326,8 @@ class TopK(wiring.Component):
         emit_slot = Signal(range(3))
         emitting = Signal()            # words of emit_slot are being read
         emit_word = Signal(range(cfg.words + 1))
-        emit_n = Signal(count)
+        emit_last_word = Signal(range(cfg.words))
+        emit_tail = Signal(range(C + 1))
         emit_threshold = Signal(signed(W))
         emit_ties = Signal(count)
         credits = Signal(range(cfg.EMIT_FIFO_DEPTH + 1), init=cfg.EMIT_FIFO_DEPTH)
@@ -336,10 +341,9 @@ class TopK(wiring.Component):
         issue = (credits != 0) & (emitting | starting)
         popped = emit_fifo.r_rdy & emit_fifo.r_en
         m.d.sync += credits.eq(credits - issue + popped)
-        n_here = Mux(starting, slot_n[emit_slot], emit_n)
         word_here = Mux(starting, 0, emit_word)
-        left_here = n_here - word_here * C
-        final_word = left_here <= C
+        final_word = word_here == Mux(starting, slot_last_word[emit_slot], emit_last_word)
+        tail_here = Mux(starting, slot_tail[emit_slot], emit_tail)
         key_here = slot_threshold[emit_slot]
         pad = cfg.key_bits - W
         threshold_here = Cat(key_here[pad:pad + W - 1], ~key_here[cfg.key_bits - 1])
@@ -349,7 +353,7 @@ class TopK(wiring.Component):
         m.d.sync += [
             read_full.eq(issue),
             read.word.eq(word_here),
-            read.present.eq(Mux(final_word, left_here, C)),
+            read.present.eq(Mux(final_word, tail_here, C)),
             read.first.eq(starting),
             read.last.eq(final_word),
             read.threshold.eq(Mux(starting, threshold_here, emit_threshold)),
@@ -360,7 +364,8 @@ class TopK(wiring.Component):
             with m.If(starting):
                 m.d.sync += [
                     emitting.eq(1),
-                    emit_n.eq(slot_n[emit_slot]),
+                    emit_last_word.eq(slot_last_word[emit_slot]),
+                    emit_tail.eq(slot_tail[emit_slot]),
                     emit_threshold.eq(threshold_here),
                     emit_ties.eq(slot_ties[emit_slot]),
                 ]
@@ -394,13 +399,24 @@ class TopK(wiring.Component):
                 ties_before[lane].eq(before),
             ]
 
+        # decided: which lanes are kept (the tie counter admits the earliest ties).
         ties_left = Signal(count)
         ties_here = Mux(classed.first, classed.ties, ties_left)
-        keep = Cat(greater[lane] | (equal[lane] & (ties_before[lane] < ties_here)) for lane in range(C))
+        decided = Signal(word_info)
+        decided_full = Signal()
+        decided_values = Signal(word_shape)
+        decided_keep = Signal(C)
+        m.d.sync += [
+            decided_full.eq(classed_full),
+            decided.eq(classed),
+            decided_values.eq(classed_values),
+            decided_keep.eq(Cat(greater[lane] | (equal[lane] & (ties_before[lane] < ties_here))
+                                for lane in range(C))),
+        ]
         m.d.comb += [
-            eliminator.i.valid.eq(classed_full),
-            eliminator.i.payload.keep.eq(keep),
-            eliminator.i.payload.last.eq(classed.last),
+            eliminator.i.valid.eq(decided_full),
+            eliminator.i.payload.keep.eq(decided_keep),
+            eliminator.i.payload.last.eq(decided.last),
             eliminator.o.ready.eq(1),
             emit_fifo.w_en.eq(eliminator.o.valid),
             emit_fifo.w_data.eq(eliminator.o.payload),
@@ -410,8 +426,8 @@ class TopK(wiring.Component):
         ]
         for lane in range(C):
             m.d.comb += [
-                eliminator.i.payload.data[lane].value.eq(classed_values[lane]),
-                eliminator.i.payload.data[lane].index.eq(classed.word * C + lane),
+                eliminator.i.payload.data[lane].value.eq(decided_values[lane]),
+                eliminator.i.payload.data[lane].index.eq(decided.word * C + lane),
             ]
         with m.If(classed_full):
             ties_seen = popcount(equal)

@@ -64,6 +64,6 @@ class TopKConfig(BlockConfig):
     #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
     PASS_DRAIN = 5
     #: emit stage: compacted beats between the zero eliminator and the packer (read credits)
-    EMIT_FIFO_DEPTH = 8
+    EMIT_FIFO_DEPTH = 10
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
     LAST_PASS_DRAIN = 3
