@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from ..configs.topk import TopKConfig
+from .stream import vector_beat
 from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
 
 __all__ = ["TopK", "input_beat", "output_beat"]
@@ -34,11 +35,7 @@ FREE, RECEIVED, SELECTED = 0, 1, 2
 
 def input_beat(cfg):
     """``lanes`` scores; ``k`` (read on a vector's first beat); ``last`` ends the vector."""
-    return data.StructLayout({
-        "scores": data.ArrayLayout(signed(cfg.width), cfg.lanes),
-        "k": unsigned(cfg.count_bits),
-        "last": 1,
-    })
+    return vector_beat(cfg.lanes, signed(cfg.width), name="scores", k=unsigned(cfg.count_bits))
 
 
 def output_beat(cfg):

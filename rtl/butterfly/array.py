@@ -69,6 +69,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..stream import vector_beat
 from .delay import DelayLine
 from .pe import ButterflyPE, Mode, complex_layout
 from .reorder import ReorderBuffer, output_beat
@@ -79,21 +80,12 @@ __all__ = ["input_beat", "output_beat", "ButterflyArray"]
 
 def input_beat(cfg):
     """``lanes`` complex samples, ``log2n`` (read on a transform's first beat) and ``last``."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
-        "log2n": range(cfg.stages_max + 1),
-        "last": 1,
-    })
+    return vector_beat(cfg.lanes, complex_layout(cfg.width), log2n=range(cfg.stages_max + 1))
 
 
 def _beat(cfg):
     """A beat inside the array: samples and flags (no handshake: the pipeline enable moves it)."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
-        "valid": 1,
-        "first": 1,
-        "last": 1,
-    })
+    return vector_beat(cfg.lanes, complex_layout(cfg.width), valid=1, first=1)
 
 
 def _flags(cfg):

@@ -17,6 +17,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..stream import vector_beat
 from .pe import complex_layout
 
 __all__ = ["output_beat", "ReorderBuffer"]
@@ -24,18 +25,11 @@ __all__ = ["output_beat", "ReorderBuffer"]
 
 def output_beat(cfg):
     """``lanes`` complex samples of a transform in natural order; ``last`` on its final beat."""
-    return data.StructLayout({
-        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
-        "last": 1,
-    })
+    return vector_beat(cfg.lanes, complex_layout(cfg.width))
 
 
 def _write_layout(cfg):
-    return data.StructLayout({
-        "data": data.ArrayLayout(complex_layout(cfg.width), cfg.lanes),
-        "first": 1,
-        "last": 1,
-    })
+    return vector_beat(cfg.lanes, complex_layout(cfg.width), first=1)
 
 
 class ReorderBuffer(wiring.Component):
