@@ -162,11 +162,13 @@ class Packer(wiring.Component):
     or at the end of the vector, so the vector's ``last`` word always has ``count ≥ 1``
     (unless the vector kept nothing at all: then one empty ``last`` word).
 
-    ``i.ready`` depends only on the packer's own registers (the ring holds at most
-    ``width_in`` entries), never on ``o.ready``, so no ready path runs through it. With
+    An accepted beat is rotated into place in one cycle and written into the ring in the
+    next, so the wide rotation and the ring's write enables sit in different cycles.
+    ``i.ready`` depends only on the packer's own registers and the offered beat's ``count``
+    (it must fit in the ring), never on ``o.ready``, so no ready path runs through it. With
     ``always_ready``, the consumer promises to hold ``o.ready`` high and ``i.ready`` is
     constant: with ``width_in == width_out`` the ring then never overflows, provided a
-    vector's last beat is followed by at least two idle cycles.
+    vector's last beat is followed by at least three idle cycles.
 
     Parameters
     ----------
@@ -200,10 +202,16 @@ class Packer(wiring.Component):
         win, wout = self._width_in, self._width_out
         size = 2 * win
         ring = Signal(data.ArrayLayout(self._elem_shape, size))
-        tail = Signal(range(size))
+        tail = Signal(range(size))     # where the next accepted beat goes
         head = Signal(range(size))
-        fill = Signal(range(size + 1))
-        ending = Signal()  # the vector's last beat is in the ring
+        fill = Signal(range(size + 1))  # entries written into the ring
+        ending = Signal()               # the vector's last beat is in the ring
+
+        # Stage 1 (the accepted beat, already rotated to the tail) -> stage 2 (the ring).
+        entry_bits = len(Value.cast(ring[0]))
+        placed = Signal(data.ArrayLayout(entry_bits + 1, size))
+        placed_count = Signal(range(win + 1))
+        placed_last = Signal()
 
         m.d.comb += [
             self.o.valid.eq((fill > wout) | ending),
@@ -215,23 +223,31 @@ class Packer(wiring.Component):
         for n in range(wout):
             m.d.comb += self.o.payload.data[n].eq(at_head[n])
         taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
-        m.d.comb += self.i.ready.eq(1 if self._always_ready else ~ending & (fill <= win))
+        m.d.comb += self.i.ready.eq(
+            1 if self._always_ready else
+            ~ending & ~placed_last & (fill + placed_count + self.i.payload.count <= size))
         entering = self.i.valid & self.i.ready
-        given = Mux(entering, self.i.payload.count, 0)
 
         # The incoming beat, padded to the ring's size and rotated right by tail.
         incoming = [Cat(Value.cast(self.i.payload.data[n]), n < self.i.payload.count)
-                    if n < win else Const(0, len(Value.cast(ring[0])) + 1) for n in range(size)]
-        placed = rotate(m, incoming, tail, left=False, name="tail")
-        for s, entry in enumerate(placed):
-            with m.If(entering & entry[-1]):
-                m.d.sync += ring[s].eq(entry[:-1])
+                    if n < win else Const(0, entry_bits + 1) for n in range(size)]
+        rotated = rotate(m, incoming, tail, left=False, name="tail")
         m.d.sync += [
-            fill.eq(fill - taken + given),
-            tail.eq(tail + given),
+            placed.eq(Cat(rotated)),
+            placed_count.eq(Mux(entering, self.i.payload.count, 0)),
+            placed_last.eq(entering & self.i.payload.last),
+            tail.eq(tail + Mux(entering, self.i.payload.count, 0)),
+        ]
+        with m.If(~entering):
+            m.d.sync += placed.eq(0)
+        for s in range(size):
+            with m.If(placed[s][-1]):
+                m.d.sync += ring[s].eq(placed[s][:-1])
+        m.d.sync += [
+            fill.eq(fill - taken + placed_count),
             head.eq(head + taken),
         ]
-        with m.If(self.i.valid & self.i.ready & self.i.payload.last):
+        with m.If(placed_last):
             m.d.sync += ending.eq(1)
         with m.If(self.o.valid & self.o.ready & self.o.payload.last):
             m.d.sync += ending.eq(0)

@@ -170,6 +170,7 @@ def cycles(scores, k, cfg=TopKConfig()):
     read = fetched = classed = decided = stage1 = stage2 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
+    placed = None                          # (kept, last) rotated into place, not yet in the ring
     cycle = 0
     while out_vec < batch:
         updates = []
@@ -192,13 +193,16 @@ def cycles(scores, k, cfg=TopKConfig()):
         out_valid = fill > L or ending
         taken = min(fill, L) if out_valid else 0
         out_last = ending and fill <= L
-        packer_ready = not ending and fill <= C
-        popped = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop and packer_ready
-        given, next_ending = 0, ending
+        placed_count, placed_last = placed if placed is not None else (0, False)
+        head_ready = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop
+        offered = queue[0][1][0] if head_ready else 0
+        packer_ready = not ending and not placed_last and fill + placed_count + offered <= 2 * C
+        popped = head_ready and packer_ready
+        given, next_ending = placed_count, ending or placed_last
+        placed = None
         if popped:
-            _, (given, last) = queue.pop(0)
+            _, placed = queue.pop(0)
             last_pop = cycle
-            next_ending = next_ending or last
         if out_valid and out_last:
             last_out[out_vec] = cycle
             out_vec += 1
