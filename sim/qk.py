@@ -187,16 +187,8 @@ def read_keys(image, n_keys, cfg=QKConfig()):
 # ---- Q×K and the row ----------------------------------------------------------------------
 
 def dot_scores(q, keys):
-    """Exact integer scores ``q · kᵀ`` (the multipliers and adder tree): B×N int64.
-
-    Computed as a float64 product for speed: every partial sum of 12-bit × 12-bit terms is an
-    integer far below 2**53, so the result is exact in any summation order.
-    """
-    q = np.asarray(q, dtype=np.int64)
-    keys = np.asarray(keys, dtype=np.int64)
-    if q.shape[-1] * (1 << 22) >= 1 << 53:
-        return q @ keys.T
-    return (q.astype(np.float64) @ keys.T.astype(np.float64)).astype(np.int64)
+    """Exact integer scores ``q · kᵀ`` (the multipliers and adder tree): B×N int64."""
+    return np.asarray(q, dtype=np.int64) @ np.asarray(keys, dtype=np.int64).T
 
 
 def _new_keys(alive, mode):
@@ -338,8 +330,7 @@ def qk_row(q, keys, cfg=QKConfig(), *, scale, threshold, mode_state, alive=None)
     return RowResult(probs[0], bool(refetched[0]), int(max_prob[0]), msb, lsb)
 
 
-def attention_probs(q_batch, keys, scale, cfg=QKConfig(), threshold=None, mode="generation",
-                    alive=None):
+def attention_probs(q_batch, keys, scale, cfg, threshold, mode, alive=None):
     """Rows of one head in order, sharing one Key buffer: what the block outputs for a batch.
 
     Parameters
@@ -367,11 +358,11 @@ def attention_probs(q_batch, keys, scale, cfg=QKConfig(), threshold=None, mode="
     q = check_queries(q_batch, cfg)
     keys = check_keys(keys, cfg)
     threshold = _check_threshold(threshold, cfg)
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
     alive = _alive_rows(alive, len(q), len(keys))
     const = scale if isinstance(scale, ScaleConstant) else scale_constant(scale, cfg)
     probs, refetched, max_prob = _decide(q, keys, const, cfg, threshold, alive)
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r} is not one of {', '.join(MODES)}")
     msb = _new_keys(alive, mode) * cfg.msb_row_bytes
     lsb = _new_keys(alive & refetched[:, None], mode) * cfg.lsb_row_bytes
     return QKResult(probs, refetched, max_prob, msb, lsb, cfg.prob_frac_bits)

@@ -89,7 +89,7 @@ class QKConfig(BlockConfig):
     score_frac_bits: int = param(8, "fraction bits of the scaled score difference y (log2 units); "
                                     "the exp ROM has 2**score_frac_bits entries", in_range(4, 12))
     sum_frac_bits: int = param(22, "fraction bits of the exp terms and their sum",
-                               in_range(16, 30))
+                               in_range(16, 28))
     prob_frac_bits: int = param(15, "fraction bits of the output probabilities and the threshold",
                                 in_range(8, 16))
 
