@@ -208,10 +208,11 @@ class Packer(wiring.Component):
         ending = Signal()               # the vector's last beat is in the ring
 
         # Stage 1 (the accepted beat, already rotated to the tail) -> stage 2 (the ring).
-        entry_bits = len(Value.cast(ring[0]))
-        placed = Signal(data.ArrayLayout(entry_bits + 1, size))
+        placed = Signal(data.ArrayLayout(self._elem_shape, size))
+        placed_valid = Signal(size)
         placed_count = Signal(range(win + 1))
         placed_last = Signal()
+        occupied = Signal(range(size + 1))   # fill + placed_count: accepted, not yet output
 
         m.d.comb += [
             self.o.valid.eq((fill > wout) | ending),
@@ -225,24 +226,28 @@ class Packer(wiring.Component):
         taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
         m.d.comb += self.i.ready.eq(
             1 if self._always_ready else
-            ~ending & ~placed_last & (fill + placed_count + self.i.payload.count <= size))
+            ~ending & ~placed_last & (occupied + self.i.payload.count <= size))
         entering = self.i.valid & self.i.ready
+        given = Mux(entering, self.i.payload.count, 0)
 
-        # The incoming beat, padded to the ring's size and rotated right by tail.
-        incoming = [Cat(Value.cast(self.i.payload.data[n]), n < self.i.payload.count)
-                    if n < win else Const(0, entry_bits + 1) for n in range(size)]
-        rotated = rotate(m, incoming, tail, left=False, name="tail")
+        # The incoming beat, padded to the ring's size and rotated right by tail; only the
+        # valid bits depend on the handshake (the data register loads every cycle).
+        blank = Const(0, len(Value.cast(ring[0])))
+        rotated = rotate(m, [self.i.payload.data[n] if n < win else blank for n in range(size)],
+                         tail, left=False, name="tail")
+        rotated_valid = rotate(m, [n < self.i.payload.count if n < win else Const(0, 1)
+                                   for n in range(size)], tail, left=False, name="tail_valid")
         m.d.sync += [
             placed.eq(Cat(rotated)),
-            placed_count.eq(Mux(entering, self.i.payload.count, 0)),
+            placed_valid.eq(Cat(rotated_valid) & entering.replicate(size)),
+            placed_count.eq(given),
             placed_last.eq(entering & self.i.payload.last),
-            tail.eq(tail + Mux(entering, self.i.payload.count, 0)),
+            tail.eq(tail + given),
+            occupied.eq(occupied - taken + given),
         ]
-        with m.If(~entering):
-            m.d.sync += placed.eq(0)
         for s in range(size):
-            with m.If(placed[s][-1]):
-                m.d.sync += ring[s].eq(placed[s][:-1])
+            with m.If(placed_valid[s]):
+                m.d.sync += ring[s].eq(placed[s])
         m.d.sync += [
             fill.eq(fill - taken + placed_count),
             head.eq(head + taken),
