@@ -72,8 +72,15 @@ def wires(m, values, name):
 
 
 def rotate(m, values, amount, *, left, name="rot"):
-    """Rotate equal-width ``values`` by a run-time ``amount``: a log2(len) barrel shifter."""
+    """Rotate ``values`` (as raw bits of equal width) by a run-time ``amount``: a barrel shifter.
+
+    Returns unsigned Signals of the common width, whatever the shapes passed in.
+    """
     size = len(values)
+    values = [Value.cast(value).as_unsigned() for value in values]
+    widths = {len(value) for value in values}
+    if len(widths) != 1:
+        raise ValueError(f"rotate() needs values of one width, not {sorted(widths)}")
     for r in range(ceil_log2(size)):
         step = 1 << r
         values = wires(m, [Mux(amount[r], values[(n + step) % size] if left else values[(n - step) % size],
