@@ -55,11 +55,14 @@ def _key(cfg, value):
         Cat(value[:cfg.width - 1], ~value[cfg.width - 1])
 
 
-def _digit(cfg, key, level):
-    """Digit ``level`` (1 = most significant) of a key; ``level`` may be a Value."""
-    digits = Array(key[(cfg.levels - j) * cfg.radix_bits:][:cfg.radix_bits]
-                   for j in range(1, cfg.levels + 1))
-    return digits[level - 1]
+def _digits(cfg, key):
+    """The digits of a key, most significant first."""
+    return [key[(cfg.levels - j) * cfg.radix_bits:][:cfg.radix_bits] for j in range(1, cfg.levels + 1)]
+
+
+def _select_digit(cfg, key, one_hot):
+    """The digit of ``key`` that the registered ``one_hot`` (bit j-1 for digit j) picks."""
+    return _one_hot_mux(list(one_hot), _digits(cfg, key))
 
 
 def _one_hot_mux(select, values):
@@ -144,7 +147,7 @@ class TopK(wiring.Component):
         for g in range(groups):
             for lane in range(L):
                 m.d.comb += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
-        top_digits = wires(m, [_digit(cfg, _key(cfg, self.i.payload.scores[lane]), 1)
+        top_digits = wires(m, [_digits(cfg, _key(cfg, self.i.payload.scores[lane]))[0]
                                for lane in range(L)], "top_digit")
         with m.If(accept):
             for b in range(1, B):
@@ -171,6 +174,8 @@ class TopK(wiring.Component):
         # resolves reads the candidates, histograms the next digit and keeps the matches.
         sel_slot = Signal(range(3))
         level = Signal(range(cfg.levels + 1))      # the digit being resolved
+        digit_now = Signal(cfg.levels)             # one-hot: the digit a pass histograms (= level)
+        digit_before = Signal(cfg.levels)          # one-hot: the digit a pass matches (level - 1)
         threshold = Signal(cfg.key_bits)           # resolved digits so far
         matched = Signal(cfg.radix_bits)           # the last resolved digit
         k_left = Signal(count)                     # rank still wanted among candidates
@@ -212,6 +217,8 @@ class TopK(wiring.Component):
                         in_bucket.eq(n_here),
                         k_left.eq(Mux(k_wanted == 0, 1, Mux(k_wanted > n_here, n_here, k_wanted))),
                         level.eq(1),
+                        digit_now.eq(1),
+                        digit_before.eq(0),
                         threshold.eq(0),
                     ]
                     m.d.sync += [h.eq(slot_hist[sel_slot][b]) for b, h in enumerate(hist)]
@@ -243,6 +250,8 @@ class TopK(wiring.Component):
                     in_bucket.eq(population),
                     source_count.eq(in_bucket),
                     level.eq(level + 1),
+                    digit_now.eq(digit_now << 1),
+                    digit_before.eq(digit_now),
                     scan_word.eq(0),
                     scan_words.eq((in_bucket + C - 1) >> exact_log2(C)),
                 ]
@@ -273,8 +282,8 @@ class TopK(wiring.Component):
             fetched_present.eq(Mux(remaining > C, C, remaining)),
         ]
         keys = wires(m, [_key(cfg, fetched[lane]) for lane in range(C)], "key")
-        previous_digits = wires(m, [_digit(cfg, key, level - 1) for key in keys], "previous_digit")
-        current_digits = wires(m, [_digit(cfg, key, level) for key in keys], "digit")
+        previous_digits = wires(m, [_select_digit(cfg, key, digit_before) for key in keys], "previous_digit")
+        current_digits = wires(m, [_select_digit(cfg, key, digit_now) for key in keys], "digit")
         masks_valid = Signal()
         masks_last = Signal()
         masks_values = Signal(word_shape)
