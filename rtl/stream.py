@@ -5,10 +5,9 @@ Every block boundary is an :mod:`amaranth.lib.stream` interface whose payload is
 hold ``valid`` and the payload until ``ready``. These helpers build the common layouts.
 """
 
-from amaranth.hdl import unsigned
 from amaranth.lib import data
 
-__all__ = ["vector_beat", "packed_beat"]
+__all__ = ["vector_beat"]
 
 
 def vector_beat(lanes, elem_shape, *, name="data", **extra):
@@ -16,17 +15,5 @@ def vector_beat(lanes, elem_shape, *, name="data", **extra):
     return data.StructLayout({
         name: data.ArrayLayout(elem_shape, lanes),
         **extra,
-        "last": 1,
-    })
-
-
-def packed_beat(lanes, fields):
-    """A beat of up to ``lanes`` packed entries: arrays ``fields``, a ``count`` and ``last``.
-
-    Entries ``0 .. count-1`` are valid; every beat but a vector's last one is full.
-    """
-    return data.StructLayout({
-        **{name: data.ArrayLayout(shape, lanes) for name, shape in fields.items()},
-        "count": unsigned((lanes).bit_length()),
         "last": 1,
     })
