@@ -58,6 +58,7 @@ def select(scores, k, cfg=TopKConfig()):
               for j in range(1, cfg.levels + 1)]
     candidates = np.ones(n, dtype=bool)
     threshold_key, k_left, pass_sizes = 0, k, []
+    candidates_before = candidates
     for level in range(cfg.levels):
         if level >= 1:
             # A pass reads the previous pass's candidates (the whole vector first).

@@ -10,7 +10,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np

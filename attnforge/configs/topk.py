@@ -1,7 +1,6 @@
 """Parameters of the top-k engine (rtl/topk.py, sim/topk.py, tb/topk.py)."""
 
 import dataclasses
-from functools import cached_property
 
 from ..config import BlockConfig, ConfigError, in_range, param, power_of_two
 
