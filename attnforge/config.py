@@ -84,3 +84,7 @@ class BlockConfig:
 
     def as_dict(self):
         return dataclasses.asdict(self)
+
+    def manifest_notes(self):
+        """Block-specific manifest entries (formats, latency, semantics); override."""
+        return {}

@@ -1,43 +1,95 @@
-"""The registry of generated blocks: how to build each, and its cached generation."""
+"""The registry of generated blocks and of the jobs that run on them.
+
+A :class:`Block` is a hardware module with its Config: what ``attnforge verilog``, ``verify``,
+``fpga`` and ``bench`` take. A :class:`Job` is a kind of data ``attnforge run`` streams
+through a block (one block may serve several: the butterfly array runs ``fft``,
+``butterfly`` and ``fnet``). Both name their code by import path, so listing them here costs
+no import of Amaranth, cocotb or the models.
+
+A job's host object (``Job.host``) has:
+
+* ``load(arrays, cfg)``: validate the input arrays (a dict of numpy arrays), return the
+  job's inputs; raise ``ValueError`` with a message naming the array and the problem;
+* ``run(inputs, cfg, *, sim, build_root, waves, progress)``: simulate, and return a
+  :class:`JobResult`.
+
+A block's testbench module (``Block.testbench``) has ``regression(cfg, seed, *, sim,
+build_root)``, which simulates one seed of the block's regression and returns a one-line
+description, raising ``AssertionError`` on any disagreement with the model.
+"""
 
 import dataclasses
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
-from ..configs.topk import TopKConfig
 from .verilog import write_block
 
-__all__ = ["Block", "BLOCKS", "generate"]
+__all__ = ["Block", "Job", "JobResult", "BLOCKS", "JOBS", "generate", "load_object"]
+
+
+def load_object(path):
+    """Import ``"package.module:attribute"`` (or a bare module path) and return it."""
+    module, _, attribute = path.partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
 
 
 @dataclasses.dataclass(frozen=True)
 class Block:
+    """A generated module: its Config class, its Amaranth component and its testbench."""
     name: str
-    config: type
+    config_path: str
+    rtl_path: str
+    testbench_path: str
     summary: str
 
+    @property
+    def config(self):
+        return load_object(self.config_path)
+
     def component(self, cfg):
-        if self.name == "topk":
-            from ..rtl.topk import TopK
-            return TopK(cfg)
-        raise KeyError(self.name)
+        return load_object(self.rtl_path)(cfg)
 
-    def manifest_extra(self, cfg):
-        if self.name == "topk":
-            return {
-                "semantics": "keeps every score > the k-th largest, then the earliest ties until k; "
-                             "output in input order with indices",
-                "formats": {"scores": f"signed {cfg.width}-bit integer", "k": "unsigned, read on a vector's first beat"},
-                "latency": {"pass_drain": cfg.PASS_DRAIN, "last_pass_drain": cfg.LAST_PASS_DRAIN,
-                            "levels": cfg.levels, "note": "see sim/topk.py cycles() for the cycle model"},
-            }
-        return {}
+    @property
+    def testbench(self):
+        return load_object(self.testbench_path)
 
 
-BLOCKS = {
-    "topk": Block("topk", TopKConfig, "SpAtten's top-k engine, pipelined and bounded"),
-}
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """An ``attnforge run`` target: the block it runs on and its host-side code."""
+    name: str
+    block: str
+    host_path: str
+    summary: str
+    inputs: str     #: the input .npz's arrays, for --help
+    outputs: str    #: the output .npz's arrays
+
+    @property
+    def host(self):
+        return load_object(self.host_path)
+
+
+@dataclasses.dataclass
+class JobResult:
+    """What a job's ``run`` returns: the output arrays, a summary line, any model mismatch."""
+    arrays: dict
+    summary: str
+    mismatch: str | None = None
+
+
+BLOCKS = {block.name: block for block in [
+    Block("topk", "attnforge.configs.topk:TopKConfig", "attnforge.rtl.topk:TopK",
+          "attnforge.tb.topk", "SpAtten's top-k engine, pipelined and bounded"),
+]}
+
+JOBS = {job.name: job for job in [
+    Job("topk", "topk", "attnforge.tb.topk:TOPK_JOB", "select the top k of each score row",
+        inputs="scores (int B×N) and k (int B, or one int)",
+        outputs="mask (bool B×N), cycles (int64 B), total_cycles"),
+]}
 
 
 def _source_digest():
@@ -60,4 +112,4 @@ def generate(name, cfg, build_root=None, out_dir=None):
         sv, manifest = out_dir / f"{name}.sv", out_dir / f"{name}.json"
         if sv.exists() and manifest.exists():
             return sv, manifest
-    return write_block(block.component(cfg), name, out_dir, cfg.as_dict(), block.manifest_extra(cfg))
+    return write_block(block.component(cfg), name, out_dir, cfg.as_dict(), cfg.manifest_notes())

@@ -9,7 +9,6 @@ model (or a failed tool) exits with status 1. Progress goes to stderr, results t
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 import zipfile
@@ -19,7 +18,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..tb.runner import SIMULATORS
-from .blocks import BLOCKS, generate
+from .blocks import BLOCKS, JOBS, generate
 
 __all__ = ["main", "CliError"]
 
@@ -56,9 +55,13 @@ def _config(args):
         raise CliError(str(exc)) from None
 
 
-def _require_topk(block, command):
-    if block.name != "topk":
-        raise CliError(f"'{command}' is not implemented for block {block.name!r} yet")
+def _job(name):
+    """The run target ``name`` and its block's Config class."""
+    try:
+        job = JOBS[name]
+    except KeyError:
+        raise CliError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}") from None
+    return job, BLOCKS[job.block]
 
 
 def _describe(cfg):
@@ -107,69 +110,39 @@ def _check_simulators(names):
             raise CliError(f"simulator {name!r} is not available: {hints[name]}")
 
 
-# ---- top-k jobs -----------------------------------------------------------------------
+# ---- jobs -----------------------------------------------------------------------------
 
-def load_topk_inputs(path, cfg):
-    """Read ``scores`` (B×N) and ``k`` (B, or one k for all) from an .npz; validate them."""
-    from ..sim.topk import check_inputs
+def load_npz(path):
+    """Every array of an .npz file, as a dict; CliError when it is not one."""
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single array; save scores and k with numpy.savez")
+            raise ValueError("it holds a single array; save the job's arrays with numpy.savez")
         with data:
-            arrays = {name: data[name] for name in data.files}
+            return {name: data[name] for name in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CliError(f"cannot read {path} as an .npz file: {exc}") from None
-    missing = [name for name in ("scores", "k") if name not in arrays]
-    if missing:
-        raise CliError(f"{path} has no {' or '.join(missing)} array "
-                       f"(expected scores: int B×N, k: int B; found {', '.join(arrays) or 'none'})")
-    scores, k = arrays["scores"], arrays["k"]
-    if k.ndim == 0 and scores.ndim == 2:
-        k = np.full(scores.shape[0], k)
-    try:
-        check_inputs(scores, k, cfg)
-    except ValueError as exc:
-        raise CliError(f"{path}: {exc}") from None
-    return scores.astype(np.int64), k.astype(np.int64)
 
 
-def topk_summary(scores, result, cfg, mismatch):
-    """One line: vectors, N, total cycles, elements/cycle, and the check against the model."""
-    batch, n = scores.shape
-    rate = batch * n / result["total_cycles"]
-    check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
-    return (f"topk: {batch} vectors, N={n}, {result['total_cycles']} cycles total, "
-            f"{rate:.2f} elements/cycle (limit {cfg.lanes} = lanes): {check}")
+def run_job(job, inputs, cfg, output, *, sim, build_root=None, waves=False, prefix="run"):
+    """Simulate validated inputs, write ``output``, print the summary; return the exit status.
 
-
-def run_topk(scores, k, cfg, output, *, sim, build_root=None, waves=False, prefix="run"):
-    """Simulate a validated batch, write ``output``, print the summary; return the exit status.
-
-    The output holds what the RTL produced (``mask``, ``cycles``, ``total_cycles``) and
-    is written even when it disagrees with the model, which is reported with status 1.
+    The output holds what the RTL produced and is written even when it disagrees with the
+    model, which is reported with status 1.
     """
-    from ..tb.topk import compare, simulate
     say = _progress(prefix)
-    say(f"{len(scores)} vectors of N={scores.shape[1]} on {sim} ({_describe(cfg)})")
+    describe = getattr(job.host, "describe", None)
+    say(f"{job.name}: {describe(inputs) + ' ' if describe else ''}on {sim} ({_describe(cfg)})")
     try:
-        result = simulate(scores, k, cfg, sim=sim, build_root=build_root, waves=waves,
-                          progress=say)
+        result = job.host.run(inputs, cfg, sim=sim, build_root=build_root, waves=waves,
+                              progress=say)
     except AssertionError as exc:
         print(f"error: simulation failed: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    mismatch = None
-    try:
-        compare(scores, k, result, cfg)
-    except AssertionError as exc:
-        mismatch = str(exc)
-    arrays = {"mask": np.asarray(result["mask"], dtype=bool),
-              "cycles": np.asarray(result["cycles"], dtype=np.int64),
-              "total_cycles": np.int64(result["total_cycles"])}
-    _atomic_write(output, lambda f: np.savez(f, **arrays))
+    _atomic_write(output, lambda f: np.savez(f, **result.arrays))
     say(f"wrote {output}")
-    print(topk_summary(scores, result, cfg, mismatch))
-    return EXIT_FAIL if mismatch else EXIT_OK
+    print(result.summary)
+    return EXIT_FAIL if result.mismatch else EXIT_OK
 
 
 # ---- subcommands ----------------------------------------------------------------------
@@ -192,62 +165,49 @@ def cmd_verilog(args):
 
 
 def cmd_run(args):
-    block, cfg = _config(args)
-    _require_topk(block, "run")
-    scores, k = load_topk_inputs(args.input, cfg)
+    job, block = _job(args.block)
+    try:
+        cfg = block.config.from_strings(args.set)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    arrays = load_npz(args.input)
+    try:
+        inputs = job.host.load(arrays, cfg)
+    except ValueError as exc:
+        raise CliError(f"{args.input}: {exc}") from None
     _check_simulators([args.sim])
-    return run_topk(scores, k, cfg, args.output, sim=args.sim, build_root=args.build_root,
-                    waves=args.waves)
+    return run_job(job, inputs, cfg, args.output, sim=args.sim, build_root=args.build_root,
+                   waves=args.waves)
 
 
 def cmd_verify(args):
-    from ..tb.topk import compare, simulate
-    from ..tb.vectors import regression_batch, stream_rates
     block, cfg = _config(args)
-    _require_topk(block, "verify")
     if args.seeds < 1:
         raise CliError(f"--seeds={args.seeds} must be ≥ 1")
     sims = list(SIMULATORS) if args.sim == "both" else [args.sim]
     _check_simulators(sims)
     say = _progress("verify")
     say(f"{block.name} ({_describe(cfg)}): {args.seeds} seeds on {', '.join(sims)}")
-    failures, vectors = [], 0
+    failures = []
     for seed in range(args.seeds):
-        batch = regression_batch(cfg, seed)
-        in_rate, out_rate = stream_rates(seed)
-        lengths = ",".join(str(n) for n in sorted(set(batch.lengths.tolist())))
         for sim in sims:
-            say(f"seed {seed} {sim}: {len(batch)} vectors of N={lengths}, rates {in_rate}/{out_rate}")
+            say(f"seed {seed} on {sim}")
             try:
-                result = simulate(batch.scores, batch.k, cfg, sim=sim, in_rate=in_rate,
-                                  out_rate=out_rate, seed=seed, build_root=args.build_root)
-                compare(batch.scores, batch.k, result, cfg)
+                what = block.testbench.regression(cfg, seed, sim=sim, build_root=args.build_root)
             except AssertionError as exc:
-                problem = _name_vector(str(exc), batch)
-                failures.append(f"seed {seed} on {sim}: {problem.splitlines()[0]}")
-                status = f"FAIL: {problem}"
+                failures.append(f"seed {seed} on {sim}: {str(exc).splitlines()[0]}")
+                print(f"seed {seed:>3} {sim:<9} FAIL: {exc}", flush=True)
             else:
-                vectors += len(batch)
-                status = f"PASS ({result['total_cycles']} cycles)"
-            print(f"seed {seed:>3} {sim:<9} {len(batch)} vectors N={lengths:<14} "
-                  f"rates {in_rate}/{out_rate}  {status}", flush=True)
+                print(f"seed {seed:>3} {sim:<9} PASS: {what}", flush=True)
     runs = args.seeds * len(sims)
     if failures:
         print(f"FAIL: {len(failures)} of {runs} runs of {block.name} ({_describe(cfg)}) failed:")
         for failure in failures:
             print(f"  {failure}")
         return EXIT_FAIL
-    print(f"PASS: {block.name} ({_describe(cfg)}): {vectors} vectors in {runs} runs "
+    print(f"PASS: {block.name} ({_describe(cfg)}): {runs} runs "
           f"({args.seeds} seeds × {', '.join(sims)}) match the model")
     return EXIT_OK
-
-
-def _name_vector(message, batch):
-    """Append the kind of the vector a compare() message names (``vector <i> ...``)."""
-    found = re.match(r"vector (\d+)", message)
-    if found and int(found.group(1)) < len(batch):
-        return f"{message} [{batch.kinds[int(found.group(1))]}]"
-    return message
 
 
 def cmd_fpga(args):
@@ -282,8 +242,8 @@ def cmd_bench(args):
 
 def cmd_demo(args):
     from ..sim.minilm import LONG_PASSAGE, score_rows
+    job, block = _job("topk")
     block, cfg = _config(args)
-    _require_topk(block, "demo")
     if args.vectors < 1:
         raise CliError(f"--vectors={args.vectors} must be ≥ 1")
     _check_simulators([args.sim])
@@ -301,8 +261,8 @@ def cmd_demo(args):
     output = out_dir / "minilm-topk.npz"
     say(f"{len(scores)} real score rows of {length} keys, N={n}, k={k[0]}: "
         f"attnforge run {block.name} --input {inputs} --output {output} --sim {args.sim}")
-    return run_topk(scores, k, cfg, output, sim=args.sim, build_root=args.build_root,
-                    prefix="demo")
+    return run_job(job, {"scores": scores, "k": k}, cfg, output, sim=args.sim,
+                   build_root=args.build_root, prefix="demo")
 
 
 # ---- parser ---------------------------------------------------------------------------
@@ -345,11 +305,19 @@ def build_parser():
     sub.add_argument("-o", "--output", metavar="DIR", type=Path, default=Path("build"),
                      help="output directory (default: build)")
 
-    sub = command("run", cmd_run, "stream your data through the generated RTL")
+    jobs = "; ".join(f"{name}: {job.summary} on {job.block}" for name, job in JOBS.items())
+    sub = commands.add_parser(
+        "run", help="stream your data through the generated RTL",
+        description=f"Stream your data through the generated RTL. Jobs: {jobs}.",
+        epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub.add_argument("block", metavar="JOB", help=f"one of: {', '.join(JOBS)}")
+    sub.add_argument("--set", metavar="NAME=VALUE", nargs="+", action="extend", default=[],
+                     help="set a parameter of the job's block (repeatable)")
+    sub.set_defaults(func=cmd_run)
     sub.add_argument("--input", metavar="IN.npz", required=True,
-                     help="scores (int B×N) and k (int B, or one int)")
+                     help="; ".join(f"{name}: {job.inputs}" for name, job in JOBS.items()))
     sub.add_argument("--output", metavar="OUT.npz", required=True,
-                     help="written with mask (bool B×N), cycles (int64 B), total_cycles")
+                     help="; ".join(f"{name}: {job.outputs}" for name, job in JOBS.items()))
     simulator(sub)
     sub.add_argument("--waves", action="store_true", help="dump waveforms (kept in the build directory)")
 

@@ -6,6 +6,8 @@ side (:func:`simulate`) turns that into masks and cycle counts; :func:`verify` c
 bit for bit against sim/topk.py.
 """
 
+import re
+
 import cocotb
 import numpy as np
 
@@ -14,7 +16,7 @@ from ..sim import topk as model
 from .harness import start
 from .streams import StreamSink, StreamSource
 
-__all__ = ["simulate", "compare"]
+__all__ = ["simulate", "compare", "regression", "TOPK_JOB"]
 
 
 @cocotb.test()
@@ -113,3 +115,65 @@ def compare(scores, k, result, cfg=TopKConfig()):
                 f"extra {extra.tolist()}, threshold {expected.threshold})")
         if not np.array_equal(result["values"][vector], row[want_idx]):
             raise AssertionError(f"vector {vector}: values differ from the scores at their indices")
+
+
+def regression(cfg, seed, *, sim, build_root=None):
+    """One seed of the regression (mixed N and k, adversarial and random, random rates)."""
+    from .vectors import regression_batch, stream_rates
+    batch = regression_batch(cfg, seed)
+    in_rate, out_rate = stream_rates(seed)
+    lengths = ",".join(str(n) for n in sorted(set(batch.lengths.tolist())))
+    result = simulate(batch.scores, batch.k, cfg, sim=sim, in_rate=in_rate, out_rate=out_rate,
+                      seed=seed, build_root=build_root)
+    try:
+        compare(batch.scores, batch.k, result, cfg)
+    except AssertionError as exc:
+        message = str(exc)
+        found = re.match(r"vector (\d+)", message)
+        if found and int(found.group(1)) < len(batch):
+            message = f"{message} [{batch.kinds[int(found.group(1))]}]"
+        raise AssertionError(message) from None
+    return (f"{len(batch)} vectors N={lengths}, rates {in_rate}/{out_rate}, "
+            f"{result['total_cycles']} cycles")
+
+
+class TopKJob:
+    """``attnforge run topk``: score rows in, masks and cycle counts out."""
+
+    def load(self, arrays, cfg):
+        missing = [name for name in ("scores", "k") if name not in arrays]
+        if missing:
+            raise ValueError(f"no {' or '.join(missing)} array (expected scores: int B×N, "
+                             f"k: int B; found {', '.join(arrays) or 'none'})")
+        scores, k = arrays["scores"], arrays["k"]
+        if k.ndim == 0 and scores.ndim == 2:
+            k = np.full(scores.shape[0], k)
+        model.check_inputs(scores, k, cfg)
+        return {"scores": scores.astype(np.int64), "k": k.astype(np.int64)}
+
+    def describe(self, inputs):
+        scores = inputs["scores"]
+        return f"{len(scores)} vectors of N={scores.shape[1]}"
+
+    def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
+        from ..gen.blocks import JobResult
+        scores, k = inputs["scores"], inputs["k"]
+        result = simulate(scores, k, cfg, sim=sim, build_root=build_root, waves=waves,
+                          progress=progress)
+        mismatch = None
+        try:
+            compare(scores, k, result, cfg)
+        except AssertionError as exc:
+            mismatch = str(exc)
+        batch, n = scores.shape
+        check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
+        summary = (f"topk: {batch} vectors, N={n}, {result['total_cycles']} cycles total, "
+                   f"{batch * n / result['total_cycles']:.2f} elements/cycle "
+                   f"(limit {cfg.lanes} = lanes): {check}")
+        arrays = {"mask": np.asarray(result["mask"], dtype=bool),
+                  "cycles": np.asarray(result["cycles"], dtype=np.int64),
+                  "total_cycles": np.int64(result["total_cycles"])}
+        return JobResult(arrays, summary, mismatch)
+
+
+TOPK_JOB = TopKJob()

@@ -59,6 +59,16 @@ class TopKConfig(BlockConfig):
     def count_bits(self):
         return self.n_max.bit_length()
 
+    def manifest_notes(self):
+        return {
+            "semantics": "keeps every score > the k-th largest, then the earliest ties until k; "
+                         "output in input order with indices",
+            "formats": {"scores": f"signed {self.width}-bit integer",
+                        "k": "unsigned, read on a vector's first beat"},
+            "latency": {"pass_drain": self.PASS_DRAIN, "last_pass_drain": self.LAST_PASS_DRAIN,
+                        "levels": self.levels, "note": "see sim/topk.py cycles() for the cycle model"},
+        }
+
     # Fixed latencies of the pipeline, shared by the RTL and the cycle model.
     #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
     PASS_DRAIN = 6
