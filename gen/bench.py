@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_bench", "topk_bench"]
+__all__ = ["run_bench", "topk_bench", "topk_main", "replace_section", "log"]
 
 #: Select-stage cycles of SpAtten's engine at 16 comparators (REFERENCE.md, derived from
 #: [R]'s latency model, 400 random trials): (N, k) -> cycles.
@@ -23,7 +23,7 @@ PAPER_END_TO_END_1024 = "≈ 410–480 cycles (N = 1024, k = 128, 8 scores/cycle
 PAPER_WORST_1024 = 36_000
 
 
-def _log(message):
+def log(message):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
@@ -75,7 +75,7 @@ def topk_bench(cfg, *, sim="verilator", lengths=(128, 512, 1024, 2048), vectors=
                     "worst_select": model.worst_case_select_cycles(n, run_cfg),
                     "model_exact": exact,
                 })
-                _log(f"N={n:5d} k={k:5d} {kind:11s} latency {rows[-1]['latency']:5d} "
+                log(f"N={n:5d} k={k:5d} {kind:11s} latency {rows[-1]['latency']:5d} "
                      f"({rows[-1]['latency'] / rows[-1]['limit']:.2f}× N/lanes), "
                      f"sustained {sustained:.2f}/cycle, model {'exact' if exact else 'DIFFERS'} "
                      f"[{time.monotonic() - started:.1f} s]")
@@ -114,7 +114,7 @@ def _topk_markdown(cfg, rows, fpga_reports, command):
     return "\n".join(out)
 
 
-def _replace_section(path, name, body):
+def replace_section(path, name, body):
     """Replace (or append) the ``<!-- bench:name -->`` section of a markdown file."""
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -130,9 +130,15 @@ def _replace_section(path, name, body):
 
 
 def run_bench(block, cfg, args):
-    """Entry point of ``attnforge bench BLOCK`` (args: sim, boards, skip_fpga, output, seeds)."""
-    if block != "topk":
+    """Entry point of ``attnforge bench BLOCK``: the block's registered benchmark."""
+    from .blocks import BLOCKS, load_object
+    if BLOCKS[block].bench_path is None:
         raise SystemExit(f"error: no benchmark for block {block!r} yet")
+    return load_object(BLOCKS[block].bench_path)(cfg, args)
+
+
+def topk_main(cfg, args):
+    """``attnforge bench topk`` (args: sim, boards, skip_fpga, output, seeds, lengths)."""
     from ..configs.topk import TopKConfig
     from ..fpga.build import build
     from .blocks import BLOCKS
@@ -147,13 +153,13 @@ def run_bench(block, cfg, args):
         for board in args.boards or list(targets):
             label, board_cfg = targets[board]
             for seed in range(1, getattr(args, "seeds", 1) + 1):
-                _log(f"FPGA build: {board}, {label}, seed {seed}")
+                log(f"FPGA build: {board}, {label}, seed {seed}")
                 report = build(BLOCKS["topk"].component(board_cfg), board, name="topk",
-                               build_dir="build/fpga", seed=seed, progress=_log)
+                               build_dir="build/fpga", seed=seed, progress=log)
                 print(report.table())
                 reports.append((label, report))
     markdown = _topk_markdown(cfg, rows, reports, command)
     print(markdown)
     if args.output:
-        _replace_section(args.output, "topk", markdown)
-        _log(f"wrote the topk section of {args.output}")
+        replace_section(args.output, "topk", markdown)
+        log(f"wrote the topk section of {args.output}")

@@ -44,6 +44,7 @@ class Block:
     rtl_path: str
     testbench_path: str
     summary: str
+    bench_path: str | None = None   #: ``bench(cfg, args)`` of ``attnforge bench``
 
     @property
     def config(self):
@@ -82,7 +83,8 @@ class JobResult:
 
 BLOCKS = {block.name: block for block in [
     Block("topk", "attnforge.configs.topk:TopKConfig", "attnforge.rtl.topk:TopK",
-          "attnforge.tb.topk", "SpAtten's top-k engine, pipelined and bounded"),
+          "attnforge.tb.topk", "SpAtten's top-k engine, pipelined and bounded",
+          bench_path="attnforge.gen.bench:topk_main"),
 ]}
 
 JOBS = {job.name: job for job in [
