@@ -36,7 +36,7 @@ from ..configs.qk import QKConfig
 
 __all__ = ["ScaleConstant", "scale_constant", "threshold_code", "check_scores", "exponent",
            "exp_terms", "reciprocal", "normalize", "SoftmaxStages", "softmax_stages",
-           "softmax_fixed"]
+           "softmax_fixed", "SOFTMAX_FIXED_CYCLES", "softmax_cycles"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,3 +251,23 @@ def softmax_fixed(scores_int, scale, cfg=QKConfig(), alive=None):
         ``softmax(scores_int · scale)`` within 1/256.
     """
     return softmax_stages(scores_int, scale, cfg, alive).probs
+
+
+#: the fixed part of a lone row's cycles in rtl/softmax.py (pipelines and start cycles)
+SOFTMAX_FIXED_CYCLES = 26
+
+
+def softmax_cycles(n_keys, cfg=QKConfig()):
+    """Cycles the RTL softmax takes for a lone row of ``n_keys`` scores.
+
+    From the row's first input handshake to its last output handshake, both included, with
+    the input at full rate and the output always ready: three passes of ``B = ceil(n_keys /
+    L)`` beats (``L = scores_per_cycle``), the max and adder trees (``ceil_log2(L)``
+    registers each) and :data:`SOFTMAX_FIXED_CYCLES`. Rows back to back leave one every
+    ``B + 1`` cycles.
+    """
+    if not 1 <= n_keys <= cfg.n_max:
+        raise ValueError(f"n_keys={n_keys} is out of range: allowed [1, n_max={cfg.n_max}]")
+    lanes = cfg.scores_per_cycle
+    beats = -(-n_keys // lanes)
+    return 3 * beats + 2 * (lanes - 1).bit_length() + SOFTMAX_FIXED_CYCLES

@@ -1,0 +1,476 @@
+"""The streaming fixed-point softmax: a row of integer scores in, its probabilities out.
+
+Arithmetic: exactly the steps of :mod:`attnforge.sim.softmax` (max, scale, exp ROM, sum,
+reciprocal with a seed ROM and one Newton step, normalize), widths from
+:class:`~attnforge.configs.qk.QKConfig`. ``L = scores_per_cycle`` lanes work in parallel.
+
+Three stages work on different rows at once, so a row's normalize overlaps the next row's
+sum and the one after's receive:
+
+1. **Receive** ``L`` scores per beat into one of three slots of the *score buffer*
+   (:class:`~amaranth.lib.memory.Memory`, ``3 × 2**ceil_log2(ceil(n_max / L))`` words of
+   ``L`` scores and alive flags) while a registered max tree folds them into the row's
+   maximum.
+2. **Sum** reads the slot back one beat per cycle: ``d = max − s``, ``d·mant`` (a pipelined
+   multiplier), ``+ half``, ``>> shift`` in two steps and saturation to ``y``; the exp ROM
+   (one read port per lane) and the rounding right shift by ``int(y)`` give the terms,
+   which go into one of three slots of the *term buffer* and through a registered adder
+   tree into the row's sum. The reciprocal pipeline (leading one, seed ROM, two
+   multiplies) then gives ``r``, the normalize shift, ``max_prob`` and the refetch decision
+   ``max_prob < threshold``.
+3. **Normalize** reads the term slot back, ``((term >> G)·r + half) >> shift``, and emits
+   one beat of ``L`` probabilities per cycle, with backpressure: the whole normalize
+   pipeline, the term buffer's read port included, advances when the output register is
+   free or being read.
+
+A slot is busy for about two passes of its row (receive and sum, or sum and normalize),
+hence three slots per buffer. Every multiplier has registered operands and a registered
+product; every variable shift and adder-tree level ends in a register.
+
+Cycles (:func:`attnforge.sim.softmax.softmax_cycles`): a lone row of ``B = ceil(N / L)``
+beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 26``
+cycles from its first input handshake to its last output handshake (both included): three
+passes of ``B`` cycles, the max and adder trees (one register per level), and the fixed
+pipelines (max fold 2, term pipeline 9, sum and reciprocal 10, normalize 5, a start cycle
+per pass). Rows back to back leave one every ``B + 1`` cycles: each pass spends one cycle
+starting a row, so the block sustains ``L`` scores per cycle but for that cycle per row.
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..configs.qk import QKConfig
+from .stream import vector_beat
+
+__all__ = ["Softmax", "input_beat", "output_beat"]
+
+FREE, FILLING, FULL = 0, 1, 2
+#: slots of each buffer: a slot is busy for about two passes of its row, so three keep a
+#: stream of rows at one pass per row
+SLOTS = 3
+
+
+def input_beat(cfg):
+    """``L`` signed ``score_bits`` scores, their ``alive`` flags (bit ``l`` for lane ``l``),
+    ``last`` on the row's final beat."""
+    return vector_beat(cfg.scores_per_cycle, signed(cfg.score_bits), name="scores",
+                       alive=unsigned(cfg.scores_per_cycle))
+
+
+def output_beat(cfg):
+    """``L`` probabilities (``prob_frac_bits`` fraction bits, dead lanes 0), the input's
+    ``alive`` flags, the row's ``max_prob`` and ``refetch`` (``max_prob < threshold``) on
+    every beat, ``last`` on the row's final beat."""
+    lanes = cfg.scores_per_cycle
+    return data.StructLayout({
+        "probs": data.ArrayLayout(unsigned(cfg.prob_bits), lanes),
+        "alive": unsigned(lanes),
+        "max_prob": unsigned(cfg.prob_bits),
+        "refetch": 1,
+        "last": 1,
+    })
+
+
+def _stage(m, name, en=None, **values):
+    """Register each of ``values`` (a Value, a View or a list of them) under ``name``;
+    with ``en``, the registers load only when it is high. Returns them as attributes."""
+    def one(key, value):
+        shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+        reg = Signal(shape, name=f"{name}_{key}")
+        if en is None:
+            m.d.sync += reg.eq(value)
+        else:
+            with m.If(en):
+                m.d.sync += reg.eq(value)
+        return reg
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, (list, tuple)):
+            out[key] = [one(f"{key}{n}", v) for n, v in enumerate(value)]
+        else:
+            out[key] = one(key, value)
+    return SimpleNamespace(**out)
+
+
+def _tree(m, name, items, combine, **meta):
+    """Reduce ``items`` pairwise with ``combine``, a register after every level.
+
+    ``meta`` (valid, last, ...) travels alongside. Returns ``(result, meta, levels)``.
+    """
+    level = 0
+    while len(items) > 1:
+        items = [combine(items[n], items[n + 1]) if n + 1 < len(items) else items[n]
+                 for n in range(0, len(items), 2)]
+        regs = _stage(m, f"{name}{level}", items=[Cat(*item) if isinstance(item, tuple) else item
+                                                  for item in items], **meta)
+        meta = {key: getattr(regs, key) for key in meta}
+        items = [_split(reg, item) for reg, item in zip(regs.items, items)]
+        level += 1
+    return items[0], meta, level
+
+
+def _split(reg, like):
+    """Undo the ``Cat`` of a tuple ``like`` on the register ``reg`` (keeping signedness)."""
+    if not isinstance(like, tuple):
+        return reg
+    parts, at = [], 0
+    for part in like:
+        shape = Value.cast(part).shape()
+        bits = reg[at:at + shape.width]
+        parts.append(bits.as_signed() if shape.signed else bits)
+        at += shape.width
+    return tuple(parts)
+
+
+def _max_alive(a, b):
+    """The larger of two ``(alive, value)`` pairs, dead ones ignored."""
+    (a_alive, a_value), (b_alive, b_value) = a, b
+    take_b = b_alive & (~a_alive | (b_value > a_value))
+    return (a_alive | b_alive, Mux(take_b, b_value, a_value))
+
+
+def _next_slot(slot):
+    return Mux(slot == SLOTS - 1, 0, slot + 1)
+
+
+def _recip_err_bits(cfg):
+    """Signed width holding the Newton step's error term for every normalized sum."""
+    rb, k = cfg.RECIP_BITS, cfg.RECIP_SEED_BITS
+    seed = cfg.recip_seed_table()
+    lo = hi = 0
+    for i, r0 in enumerate(seed):
+        first = (1 << (rb - 1)) + (i << (rb - 1 - k))
+        for m in (first, first + (1 << (rb - 1 - k)) - 1):   # err is monotonic in m
+            err = ((1 << (2 * rb - 1)) - m * r0) >> cfg.RECIP_ERR_SHIFT
+            lo, hi = min(lo, err), max(hi, err)
+    return max(lo.bit_length(), (-hi - 1).bit_length(), hi.bit_length()) + 1
+
+
+class Softmax(wiring.Component):
+    """The fixed-point softmax of rows of integer scores, with the confidence check.
+
+    Parameters
+    ----------
+    config : QKConfig
+        ``scores_per_cycle`` (lanes ``L``), ``n_max``, ``score_bits`` and the softmax formats.
+
+    Attributes
+    ----------
+    i : In(stream) of :func:`input_beat`
+        A row, ``L`` scores per beat; ``last`` ends it, and so does its
+        ``ceil(n_max / L)``-th beat. Every row needs at least one alive score (otherwise
+        its outputs are unspecified, but the block carries on).
+    o : Out(stream) of :func:`output_beat`
+        The row's probabilities, one beat per input beat, in order.
+    scale_mant, scale_shift : In
+        The scale constant (:func:`attnforge.sim.softmax.scale_constant`), read with a
+        row's first beat.
+    threshold : In
+        The refetch threshold in the probability format
+        (:func:`attnforge.sim.softmax.threshold_code`), read with a row's first beat.
+    lanes : int
+        ``L``, scores per beat.
+    latency : int
+        Cycles a lone row of ``B`` beats spans from its first input handshake to its last
+        output handshake, minus ``3·B`` (see the module docstring).
+    """
+
+    def __init__(self, config=QKConfig()):
+        if not isinstance(config, QKConfig):
+            raise TypeError(f"config must be a QKConfig, not {config!r}")
+        self.config = config
+        self.lanes = config.scores_per_cycle
+        self.beats_max = -(-config.n_max // self.lanes)
+        self.latency = 2 * ceil_log2(self.lanes) + 26
+        super().__init__({
+            "i": In(stream.Signature(input_beat(config))),
+            "o": Out(stream.Signature(output_beat(config))),
+            "scale_mant": In(config.SCALE_MANT_BITS),
+            "scale_shift": In(config.SCALE_SHIFT_BITS),
+            "threshold": In(config.threshold_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        L = self.lanes
+        SB, F, E, G = cfg.score_bits, cfg.score_frac_bits, cfg.sum_frac_bits, cfg.exp_guard_bits
+        P, RB, K, EB = cfg.prob_frac_bits, cfg.RECIP_BITS, cfg.RECIP_SEED_BITS, cfg.EXP_BITS
+        beat_bits = max(1, ceil_log2(self.beats_max))
+        depth = SLOTS << beat_bits
+        prod_bits = SB + cfg.SCALE_MANT_BITS         # d·mant
+        # A shift beyond prod_bits + 1 gives y = 0 just as prod_bits + 1 does.
+        shift_max = min((1 << cfg.SCALE_SHIFT_BITS) - 1, prod_bits + 1)
+        x_bits = max(prod_bits, shift_max - 1) + 1   # d·mant + half
+        # An exp shift beyond E + 2 gives a zero term just as E + 2 does.
+        i_max = min((1 << cfg.y_int_bits) - 1, E + 2)
+
+        # ---- Stage 1: receive into a score slot, fold the maximum ------------------------
+        entry = data.StructLayout({"score": signed(SB), "alive": 1})
+        m.submodules.scores = scores = memory.Memory(
+            shape=data.ArrayLayout(entry, L), depth=depth, init=[])
+        s_wr = scores.write_port()
+        s_rd = scores.read_port()
+
+        score_state = Array(Signal(2, name=f"score{s}_state") for s in range(SLOTS))
+        slot_max = Array(Signal(signed(SB), name=f"score{s}_max") for s in range(SLOTS))
+        slot_last = Array(Signal(beat_bits, name=f"score{s}_last_beat") for s in range(SLOTS))
+        slot_mant = Array(Signal(cfg.SCALE_MANT_BITS, name=f"score{s}_mant") for s in range(SLOTS))
+        slot_shift = Array(Signal(range(shift_max + 1), name=f"score{s}_shift") for s in range(SLOTS))
+        slot_thr = Array(Signal(cfg.threshold_bits, name=f"score{s}_threshold") for s in range(SLOTS))
+
+        rs = Signal(range(SLOTS))                     # the slot being received
+        rbeat = Signal(beat_bits)
+        ends = self.i.payload.last | (rbeat == self.beats_max - 1)
+        m.d.comb += self.i.ready.eq(score_state[rs] == FREE)
+        accept = self.i.valid & self.i.ready
+        m.d.comb += [
+            s_wr.addr.eq(Cat(rbeat, rs)),
+            s_wr.en.eq(accept),
+        ]
+        for lane in range(L):
+            m.d.comb += [
+                s_wr.data[lane].score.eq(self.i.payload.scores[lane]),
+                s_wr.data[lane].alive.eq(self.i.payload.alive[lane]),
+            ]
+        with m.If(accept):
+            with m.If(rbeat == 0):
+                m.d.sync += [
+                    slot_mant[rs].eq(self.scale_mant),
+                    slot_shift[rs].eq(Mux(self.scale_shift > shift_max, shift_max, self.scale_shift)),
+                    slot_thr[rs].eq(self.threshold),
+                ]
+            with m.If(ends):
+                m.d.sync += [
+                    slot_last[rs].eq(rbeat),
+                    score_state[rs].eq(FILLING),
+                    rs.eq(_next_slot(rs)),
+                    rbeat.eq(0),
+                ]
+            with m.Else():
+                m.d.sync += rbeat.eq(rbeat + 1)
+
+        # The maximum: the beat's lanes registered, a registered max tree, a running max.
+        lanes_in = [(self.i.payload.alive[lane], self.i.payload.scores[lane]) for lane in range(L)]
+        mx0 = _stage(m, "mx_in", items=[Cat(*item) for item in lanes_in],
+                     valid=accept, first=rbeat == 0, last=ends, slot=rs)
+        best, meta, _ = _tree(m, "mx", [_split(reg, item) for reg, item in zip(mx0.items, lanes_in)],
+                              _max_alive, valid=mx0.valid, first=mx0.first, last=mx0.last,
+                              slot=mx0.slot)
+        run_alive = Signal()
+        run_max = Signal(signed(SB))
+        new_alive, new_max = _max_alive((run_alive & ~meta["first"], run_max), best)
+        with m.If(meta["valid"]):
+            m.d.sync += [run_alive.eq(new_alive), run_max.eq(new_max)]
+            with m.If(meta["last"]):
+                m.d.sync += [
+                    slot_max[meta["slot"]].eq(new_max),
+                    score_state[meta["slot"]].eq(FULL),
+                ]
+
+        # ---- Stage 2: terms and their sum --------------------------------------------------
+        term_entry = data.StructLayout({"term": unsigned(E + 1), "alive": 1})
+        m.submodules.terms = terms = memory.Memory(
+            shape=data.ArrayLayout(term_entry, L), depth=depth, init=[])
+        t_wr = terms.write_port()
+        t_rd = terms.read_port()
+        m.submodules.exp_rom = exp_rom = memory.Memory(
+            shape=unsigned(EB + 1), depth=cfg.exp_table_size, init=cfg.exp_table())
+        exp_ports = [exp_rom.read_port() for _ in range(L)]
+
+        term_state = Array(Signal(2, name=f"term{s}_state") for s in range(SLOTS))
+        term_last = Array(Signal(beat_bits, name=f"term{s}_last_beat") for s in range(SLOTS))
+        term_thr = Array(Signal(cfg.threshold_bits, name=f"term{s}_threshold") for s in range(SLOTS))
+        sh_max = RB + cfg.sum_bits - 1 - G - P      # the normalize shift RB + z − G − P
+        sh_bits = unsigned(ceil_log2(sh_max + 1))
+        norm_bits = max(EB + 1 + RB, sh_max) + 1     # (term >> G)·r + half
+        term_r = Array(Signal(RB, name=f"term{s}_r") for s in range(SLOTS))
+        term_sh = Array(Signal(sh_bits, name=f"term{s}_shift") for s in range(SLOTS))
+        term_half = Array(Signal(norm_bits, name=f"term{s}_half") for s in range(SLOTS))
+        term_mp = Array(Signal(cfg.prob_bits, name=f"term{s}_max_prob") for s in range(SLOTS))
+        term_ref = Array(Signal(name=f"term{s}_refetch") for s in range(SLOTS))
+
+        ss = Signal(range(SLOTS))                     # score slot read by the sum stage
+        ts = Signal(range(SLOTS))                     # term slot it writes
+        sbusy = Signal()
+        sbeat = Signal(beat_bits)
+        s_last = Signal(beat_bits)
+        cur_max = Signal(signed(SB))
+        cur_mant = Signal(cfg.SCALE_MANT_BITS)
+        cur_shift = Signal(range(shift_max + 1))
+        cur_half = Signal(x_bits)
+        with m.If(~sbusy & (score_state[ss] == FULL) & (term_state[ts] == FREE)):
+            m.d.sync += [
+                sbusy.eq(1),
+                sbeat.eq(0),
+                s_last.eq(slot_last[ss]),
+                cur_max.eq(slot_max[ss]),
+                cur_mant.eq(slot_mant[ss]),
+                cur_shift.eq(slot_shift[ss]),
+                cur_half.eq(Const(1, x_bits + 1) << slot_shift[ss] >> 1),
+                term_last[ts].eq(slot_last[ss]),
+                term_thr[ts].eq(slot_thr[ss]),
+            ]
+        m.d.comb += s_rd.addr.eq(Cat(sbeat, ss))
+        with m.If(sbusy):
+            m.d.sync += sbeat.eq(sbeat + 1)
+            with m.If(sbeat == s_last):
+                m.d.sync += [
+                    sbusy.eq(0),
+                    score_state[ss].eq(FREE),
+                    ss.eq(_next_slot(ss)),
+                    term_state[ts].eq(FILLING),
+                    ts.eq(_next_slot(ts)),
+                ]
+        # A: the score buffer's read register holds the beat.
+        a = _stage(m, "sa", valid=sbusy, first=sbeat == 0, last=sbeat == s_last, beat=sbeat,
+                   slot=ts, max=cur_max, mant=cur_mant, shift=cur_shift, half=cur_half)
+        lanes = range(L)
+        # B: d = max − s (multiplier operands).
+        b = _stage(m, "sb", valid=a.valid, first=a.first, last=a.last, beat=a.beat, slot=a.slot,
+                   shift=a.shift, half=a.half, mant=a.mant,
+                   d=[(a.max - s_rd.data[n].score)[:SB] for n in lanes],
+                   alive=[s_rd.data[n].alive for n in lanes])
+        # C: d·mant.
+        c = _stage(m, "sc", valid=b.valid, first=b.first, last=b.last, beat=b.beat, slot=b.slot,
+                   shift=b.shift, half=b.half, alive=b.alive,
+                   p=[b.d[n] * b.mant for n in lanes])
+        # D: + half (round half up).
+        d = _stage(m, "sd", valid=c.valid, first=c.first, last=c.last, beat=c.beat, slot=c.slot,
+                   shift=c.shift, alive=c.alive,
+                   x=[(c.p[n] + c.half)[:x_bits] for n in lanes])
+        # E: >> the shift's multiple of 8.
+        e = _stage(m, "se", valid=d.valid, first=d.first, last=d.last, beat=d.beat, slot=d.slot,
+                   shift=d.shift[:3], alive=d.alive,
+                   x=[d.x[n] >> Cat(Const(0, 3), d.shift[3:]) for n in lanes])
+        # F: >> the rest, saturate to y_max.
+        ys = []
+        for n in lanes:
+            shifted = Signal(x_bits, name=f"sf_shifted{n}")
+            m.d.comb += shifted.eq(e.x[n] >> e.shift)
+            ys.append(Mux(shifted[cfg.y_bits:].any(), cfg.y_max, shifted[:cfg.y_bits]))
+        f = _stage(m, "sf", valid=e.valid, first=e.first, last=e.last, beat=e.beat, slot=e.slot,
+                   alive=e.alive, y=ys)
+        # G: the exp ROM reads frac(y); int(y) clamped to i_max.
+        for n in lanes:
+            m.d.comb += exp_ports[n].addr.eq(f.y[n][:F])
+        ints = [f.y[n][F:] for n in lanes]
+        g = _stage(m, "sg", valid=f.valid, first=f.first, last=f.last, beat=f.beat, slot=f.slot,
+                   alive=f.alive, i=[Mux(v > i_max, i_max, v)[:ceil_log2(i_max + 1)] for v in ints])
+        # H: (EXP[f] << G) + 2**(i−1).
+        h = _stage(m, "sh", valid=g.valid, first=g.first, last=g.last, beat=g.beat, slot=g.slot,
+                   alive=g.alive, i=g.i,
+                   v=[((exp_ports[n].data << G) + (Const(1, E + 3) << g.i[n] >> 1))[:E + 2] for n in lanes])
+        # I: >> i; dead lanes 0. The terms go to the term buffer and the adder tree.
+        t = _stage(m, "si", valid=h.valid, first=h.first, last=h.last, beat=h.beat, slot=h.slot,
+                   alive=h.alive,
+                   term=[Mux(h.alive[n], h.v[n] >> h.i[n], 0)[:E + 1] for n in lanes])
+        m.d.comb += [t_wr.addr.eq(Cat(t.beat, t.slot)), t_wr.en.eq(t.valid)]
+        for n in lanes:
+            m.d.comb += [t_wr.data[n].term.eq(t.term[n]), t_wr.data[n].alive.eq(t.alive[n])]
+        total, meta, _ = _tree(m, "sum", list(t.term), lambda x, y: x + y,
+                               valid=t.valid, first=t.first, last=t.last, slot=t.slot)
+        acc = Signal(cfg.sum_bits)
+        with m.If(meta["valid"]):
+            m.d.sync += acc.eq(Mux(meta["first"], 0, acc) + total)
+        done = _stage(m, "sum_done", valid=meta["valid"] & meta["last"], slot=meta["slot"])
+
+        # ---- The reciprocal, max_prob and the decision (once per row) ---------------------
+        z = Signal(range(cfg.sum_bits))
+        for bit in range(cfg.sum_bits):
+            with m.If(acc[bit]):
+                m.d.comb += z.eq(bit)
+        r1 = _stage(m, "r1", valid=done.valid, slot=done.slot, s=acc, z=z)
+        # mant = S >> (z − RB + 1): RB bits, leading one at RB − 1.
+        norm_shift = Signal(range(cfg.sum_bits))
+        m.d.comb += norm_shift.eq(Mux(r1.z >= RB - 1, r1.z - (RB - 1), 0))
+        r2 = _stage(m, "r2", valid=r1.valid, slot=r1.slot, z=r1.z, mant=(r1.s >> norm_shift)[:RB])
+        m.submodules.seed_rom = seed_rom = memory.Memory(
+            shape=unsigned(RB), depth=1 << K, init=cfg.recip_seed_table())
+        seed_port = seed_rom.read_port()
+        m.d.comb += seed_port.addr.eq(r2.mant[RB - 1 - K:RB - 1])
+        r3 = _stage(m, "r3", valid=r2.valid, slot=r2.slot, z=r2.z, mant=r2.mant)   # + the seed read
+        r4 = _stage(m, "r4", valid=r3.valid, slot=r3.slot, z=r3.z, r0=seed_port.data,
+                    p=r3.mant * seed_port.data)
+        err_bits = _recip_err_bits(cfg)
+        diff = Signal(signed(2 * RB + 1))
+        m.d.comb += diff.eq((1 << (2 * RB - 1)) - r4.p)
+        r5 = _stage(m, "r5", valid=r4.valid, slot=r4.slot, z=r4.z, r0=r4.r0,
+                    err=(diff >> cfg.RECIP_ERR_SHIFT)[:err_bits].as_signed())
+        r6 = _stage(m, "r6", valid=r5.valid, slot=r5.slot, z=r5.z, r0=r5.r0, p=r5.r0 * r5.err)
+        cn = 2 * RB - 1 - cfg.RECIP_ERR_SHIFT
+        step = Signal(signed(len(r6.p) + 2))
+        m.d.comb += step.eq(r6.r0 + ((r6.p + (1 << (cn - 1))) >> cn))
+        r7 = _stage(m, "r7", valid=r6.valid, slot=r6.slot, z=r6.z,
+                    r=Mux(step > (1 << RB) - 1, (1 << RB) - 1, step)[:RB])
+        # The normalize shift RB + z − G − P (≥ RB + EXP_BITS − P > 0) and its rounding half.
+        sh = Signal(sh_bits)
+        m.d.comb += sh.eq(r7.z + (RB - G - P))
+        half = Signal(norm_bits)
+        m.d.comb += half.eq(Const(1, norm_bits + 1) << sh >> 1)
+        r8 = _stage(m, "r8", valid=r7.valid, slot=r7.slot, r=r7.r, sh=sh, half=half,
+                    mp=((Cat(Const(0, EB), r7.r) + half) >> sh)[:cfg.prob_bits])
+        with m.If(r8.valid):
+            m.d.sync += [
+                term_r[r8.slot].eq(r8.r),
+                term_sh[r8.slot].eq(r8.sh),
+                term_half[r8.slot].eq(r8.half),
+                term_mp[r8.slot].eq(r8.mp),
+                term_ref[r8.slot].eq(r8.mp < term_thr[r8.slot]),
+                term_state[r8.slot].eq(FULL),
+            ]
+
+        # ---- Stage 3: normalize, with output backpressure ----------------------------------
+        en = Signal()
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+        ns = Signal(range(SLOTS))
+        nbusy = Signal()
+        nbeat = Signal(beat_bits)
+        n_last = Signal(beat_bits)
+        cur_r = Signal(RB)
+        cur_sh = Signal(sh_bits)
+        cur_half = Signal(norm_bits)
+        cur_mp = Signal(cfg.prob_bits)
+        cur_ref = Signal()
+        with m.If(~nbusy & (term_state[ns] == FULL)):
+            m.d.sync += [
+                nbusy.eq(1),
+                nbeat.eq(0),
+                n_last.eq(term_last[ns]),
+                cur_r.eq(term_r[ns]),
+                cur_sh.eq(term_sh[ns]),
+                cur_half.eq(term_half[ns]),
+                cur_mp.eq(term_mp[ns]),
+                cur_ref.eq(term_ref[ns]),
+            ]
+        issue = nbusy & en
+        m.d.comb += [t_rd.addr.eq(Cat(nbeat, ns)), t_rd.en.eq(en)]
+        with m.If(issue):
+            m.d.sync += nbeat.eq(nbeat + 1)
+            with m.If(nbeat == n_last):
+                m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns))]
+        n0 = _stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=cur_r, sh=cur_sh,
+                    half=cur_half, mp=cur_mp, ref=cur_ref)
+        n1 = _stage(m, "n1", en=en, valid=n0.valid, last=n0.last, r=n0.r, sh=n0.sh, half=n0.half,
+                    mp=n0.mp, ref=n0.ref,
+                    alive=Cat(t_rd.data[n].alive for n in lanes),
+                    t=[t_rd.data[n].term[G:] for n in lanes])
+        n2 = _stage(m, "n2", en=en, valid=n1.valid, last=n1.last, sh=n1.sh, half=n1.half,
+                    mp=n1.mp, ref=n1.ref, alive=n1.alive, p=[n1.t[n] * n1.r for n in lanes])
+        n3 = _stage(m, "n3", en=en, valid=n2.valid, last=n2.last, sh=n2.sh, mp=n2.mp, ref=n2.ref,
+                    alive=n2.alive, x=[(n2.p[n] + n2.half)[:norm_bits] for n in lanes])
+        out = self.o.payload
+        with m.If(en):
+            m.d.sync += [
+                self.o.valid.eq(n3.valid),
+                out.last.eq(n3.last),
+                out.alive.eq(n3.alive),
+                out.max_prob.eq(n3.mp),
+                out.refetch.eq(n3.ref),
+            ]
+            m.d.sync += [out.probs[n].eq((n3.x[n] >> n3.sh)[:cfg.prob_bits]) for n in lanes]
+        return m
