@@ -36,14 +36,13 @@ per pass). Rows back to back leave one every ``B + 1`` cycles: each pass spends 
 starting a row, so the block sustains ``L`` scores per cycle but for that cycle per row.
 """
 
-from types import SimpleNamespace
-
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..configs.qk import QKConfig
+from .pipeline import split, stage, tree
 from .stream import vector_beat
 
 __all__ = ["Softmax", "input_beat", "output_beat"]
@@ -73,57 +72,6 @@ def output_beat(cfg):
         "refetch": 1,
         "last": 1,
     })
-
-
-def _stage(m, name, en=None, **values):
-    """Register each of ``values`` (a Value, a View or a list of them) under ``name``;
-    with ``en``, the registers load only when it is high. Returns them as attributes."""
-    def one(key, value):
-        shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
-        reg = Signal(shape, name=f"{name}_{key}")
-        if en is None:
-            m.d.sync += reg.eq(value)
-        else:
-            with m.If(en):
-                m.d.sync += reg.eq(value)
-        return reg
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, (list, tuple)):
-            out[key] = [one(f"{key}{n}", v) for n, v in enumerate(value)]
-        else:
-            out[key] = one(key, value)
-    return SimpleNamespace(**out)
-
-
-def _tree(m, name, items, combine, **meta):
-    """Reduce ``items`` pairwise with ``combine``, a register after every level.
-
-    ``meta`` (valid, last, ...) travels alongside. Returns ``(result, meta, levels)``.
-    """
-    level = 0
-    while len(items) > 1:
-        items = [combine(items[n], items[n + 1]) if n + 1 < len(items) else items[n]
-                 for n in range(0, len(items), 2)]
-        regs = _stage(m, f"{name}{level}", items=[Cat(*item) if isinstance(item, tuple) else item
-                                                  for item in items], **meta)
-        meta = {key: getattr(regs, key) for key in meta}
-        items = [_split(reg, item) for reg, item in zip(regs.items, items)]
-        level += 1
-    return items[0], meta, level
-
-
-def _split(reg, like):
-    """Undo the ``Cat`` of a tuple ``like`` on the register ``reg`` (keeping signedness)."""
-    if not isinstance(like, tuple):
-        return reg
-    parts, at = [], 0
-    for part in like:
-        shape = Value.cast(part).shape()
-        bits = reg[at:at + shape.width]
-        parts.append(bits.as_signed() if shape.signed else bits)
-        at += shape.width
-    return tuple(parts)
 
 
 def _max_alive(a, b):
@@ -256,9 +204,9 @@ class Softmax(wiring.Component):
 
         # The maximum: the beat's lanes registered, a registered max tree, a running max.
         lanes_in = [(self.i.payload.alive[lane], self.i.payload.scores[lane]) for lane in range(L)]
-        mx0 = _stage(m, "mx_in", items=[Cat(*item) for item in lanes_in],
+        mx0 = stage(m, "mx_in", items=[Cat(*item) for item in lanes_in],
                      valid=accept, first=rbeat == 0, last=ends, slot=rs)
-        best, meta, _ = _tree(m, "mx", [_split(reg, item) for reg, item in zip(mx0.items, lanes_in)],
+        best, meta, _ = tree(m, "mx", [split(reg, item) for reg, item in zip(mx0.items, lanes_in)],
                               _max_alive, valid=mx0.valid, first=mx0.first, last=mx0.last,
                               slot=mx0.slot)
         run_alive = Signal()
@@ -327,24 +275,24 @@ class Softmax(wiring.Component):
                     ts.eq(_next_slot(ts)),
                 ]
         # A: the score buffer's read register holds the beat.
-        a = _stage(m, "sa", valid=sbusy, first=sbeat == 0, last=sbeat == s_last, beat=sbeat,
+        a = stage(m, "sa", valid=sbusy, first=sbeat == 0, last=sbeat == s_last, beat=sbeat,
                    slot=ts, max=cur_max, mant=cur_mant, shift=cur_shift, half=cur_half)
         lanes = range(L)
         # B: d = max − s (multiplier operands).
-        b = _stage(m, "sb", valid=a.valid, first=a.first, last=a.last, beat=a.beat, slot=a.slot,
+        b = stage(m, "sb", valid=a.valid, first=a.first, last=a.last, beat=a.beat, slot=a.slot,
                    shift=a.shift, half=a.half, mant=a.mant,
                    d=[(a.max - s_rd.data[n].score)[:SB] for n in lanes],
                    alive=[s_rd.data[n].alive for n in lanes])
         # C: d·mant.
-        c = _stage(m, "sc", valid=b.valid, first=b.first, last=b.last, beat=b.beat, slot=b.slot,
+        c = stage(m, "sc", valid=b.valid, first=b.first, last=b.last, beat=b.beat, slot=b.slot,
                    shift=b.shift, half=b.half, alive=b.alive,
                    p=[b.d[n] * b.mant for n in lanes])
         # D: + half (round half up).
-        d = _stage(m, "sd", valid=c.valid, first=c.first, last=c.last, beat=c.beat, slot=c.slot,
+        d = stage(m, "sd", valid=c.valid, first=c.first, last=c.last, beat=c.beat, slot=c.slot,
                    shift=c.shift, alive=c.alive,
                    x=[(c.p[n] + c.half)[:x_bits] for n in lanes])
         # E: >> the shift's multiple of 8.
-        e = _stage(m, "se", valid=d.valid, first=d.first, last=d.last, beat=d.beat, slot=d.slot,
+        e = stage(m, "se", valid=d.valid, first=d.first, last=d.last, beat=d.beat, slot=d.slot,
                    shift=d.shift[:3], alive=d.alive,
                    x=[d.x[n] >> Cat(Const(0, 3), d.shift[3:]) for n in lanes])
         # F: >> the rest, saturate to y_max.
@@ -353,66 +301,66 @@ class Softmax(wiring.Component):
             shifted = Signal(x_bits, name=f"sf_shifted{n}")
             m.d.comb += shifted.eq(e.x[n] >> e.shift)
             ys.append(Mux(shifted[cfg.y_bits:].any(), cfg.y_max, shifted[:cfg.y_bits]))
-        f = _stage(m, "sf", valid=e.valid, first=e.first, last=e.last, beat=e.beat, slot=e.slot,
+        f = stage(m, "sf", valid=e.valid, first=e.first, last=e.last, beat=e.beat, slot=e.slot,
                    alive=e.alive, y=ys)
         # G: the exp ROM reads frac(y); int(y) clamped to i_max.
         for n in lanes:
             m.d.comb += exp_ports[n].addr.eq(f.y[n][:F])
         ints = [f.y[n][F:] for n in lanes]
-        g = _stage(m, "sg", valid=f.valid, first=f.first, last=f.last, beat=f.beat, slot=f.slot,
+        g = stage(m, "sg", valid=f.valid, first=f.first, last=f.last, beat=f.beat, slot=f.slot,
                    alive=f.alive, i=[Mux(v > i_max, i_max, v)[:ceil_log2(i_max + 1)] for v in ints])
         # H: (EXP[f] << G) + 2**(i−1).
-        h = _stage(m, "sh", valid=g.valid, first=g.first, last=g.last, beat=g.beat, slot=g.slot,
+        h = stage(m, "sh", valid=g.valid, first=g.first, last=g.last, beat=g.beat, slot=g.slot,
                    alive=g.alive, i=g.i,
                    v=[((exp_ports[n].data << G) + (Const(1, E + 3) << g.i[n] >> 1))[:E + 2] for n in lanes])
         # I: >> i; dead lanes 0. The terms go to the term buffer and the adder tree.
-        t = _stage(m, "si", valid=h.valid, first=h.first, last=h.last, beat=h.beat, slot=h.slot,
+        t = stage(m, "si", valid=h.valid, first=h.first, last=h.last, beat=h.beat, slot=h.slot,
                    alive=h.alive,
                    term=[Mux(h.alive[n], h.v[n] >> h.i[n], 0)[:E + 1] for n in lanes])
         m.d.comb += [t_wr.addr.eq(Cat(t.beat, t.slot)), t_wr.en.eq(t.valid)]
         for n in lanes:
             m.d.comb += [t_wr.data[n].term.eq(t.term[n]), t_wr.data[n].alive.eq(t.alive[n])]
-        total, meta, _ = _tree(m, "sum", list(t.term), lambda x, y: x + y,
+        total, meta, _ = tree(m, "sum", list(t.term), lambda x, y: x + y,
                                valid=t.valid, first=t.first, last=t.last, slot=t.slot)
         acc = Signal(cfg.sum_bits)
         with m.If(meta["valid"]):
             m.d.sync += acc.eq(Mux(meta["first"], 0, acc) + total)
-        done = _stage(m, "sum_done", valid=meta["valid"] & meta["last"], slot=meta["slot"])
+        done = stage(m, "sum_done", valid=meta["valid"] & meta["last"], slot=meta["slot"])
 
         # ---- The reciprocal, max_prob and the decision (once per row) ---------------------
         z = Signal(range(cfg.sum_bits))
         for bit in range(cfg.sum_bits):
             with m.If(acc[bit]):
                 m.d.comb += z.eq(bit)
-        r1 = _stage(m, "r1", valid=done.valid, slot=done.slot, s=acc, z=z)
+        r1 = stage(m, "r1", valid=done.valid, slot=done.slot, s=acc, z=z)
         # mant = S >> (z − RB + 1): RB bits, leading one at RB − 1.
         norm_shift = Signal(range(cfg.sum_bits))
         m.d.comb += norm_shift.eq(Mux(r1.z >= RB - 1, r1.z - (RB - 1), 0))
-        r2 = _stage(m, "r2", valid=r1.valid, slot=r1.slot, z=r1.z, mant=(r1.s >> norm_shift)[:RB])
+        r2 = stage(m, "r2", valid=r1.valid, slot=r1.slot, z=r1.z, mant=(r1.s >> norm_shift)[:RB])
         m.submodules.seed_rom = seed_rom = memory.Memory(
             shape=unsigned(RB), depth=1 << K, init=cfg.recip_seed_table())
         seed_port = seed_rom.read_port()
         m.d.comb += seed_port.addr.eq(r2.mant[RB - 1 - K:RB - 1])
-        r3 = _stage(m, "r3", valid=r2.valid, slot=r2.slot, z=r2.z, mant=r2.mant)   # + the seed read
-        r4 = _stage(m, "r4", valid=r3.valid, slot=r3.slot, z=r3.z, r0=seed_port.data,
+        r3 = stage(m, "r3", valid=r2.valid, slot=r2.slot, z=r2.z, mant=r2.mant)   # + the seed read
+        r4 = stage(m, "r4", valid=r3.valid, slot=r3.slot, z=r3.z, r0=seed_port.data,
                     p=r3.mant * seed_port.data)
         err_bits = _recip_err_bits(cfg)
         diff = Signal(signed(2 * RB + 1))
         m.d.comb += diff.eq((1 << (2 * RB - 1)) - r4.p)
-        r5 = _stage(m, "r5", valid=r4.valid, slot=r4.slot, z=r4.z, r0=r4.r0,
+        r5 = stage(m, "r5", valid=r4.valid, slot=r4.slot, z=r4.z, r0=r4.r0,
                     err=(diff >> cfg.RECIP_ERR_SHIFT)[:err_bits].as_signed())
-        r6 = _stage(m, "r6", valid=r5.valid, slot=r5.slot, z=r5.z, r0=r5.r0, p=r5.r0 * r5.err)
+        r6 = stage(m, "r6", valid=r5.valid, slot=r5.slot, z=r5.z, r0=r5.r0, p=r5.r0 * r5.err)
         cn = 2 * RB - 1 - cfg.RECIP_ERR_SHIFT
         step = Signal(signed(len(r6.p) + 2))
         m.d.comb += step.eq(r6.r0 + ((r6.p + (1 << (cn - 1))) >> cn))
-        r7 = _stage(m, "r7", valid=r6.valid, slot=r6.slot, z=r6.z,
+        r7 = stage(m, "r7", valid=r6.valid, slot=r6.slot, z=r6.z,
                     r=Mux(step > (1 << RB) - 1, (1 << RB) - 1, step)[:RB])
         # The normalize shift RB + z − G − P (≥ RB + EXP_BITS − P > 0) and its rounding half.
         sh = Signal(sh_bits)
         m.d.comb += sh.eq(r7.z + (RB - G - P))
         half = Signal(norm_bits)
         m.d.comb += half.eq(Const(1, norm_bits + 1) << sh >> 1)
-        r8 = _stage(m, "r8", valid=r7.valid, slot=r7.slot, r=r7.r, sh=sh, half=half,
+        r8 = stage(m, "r8", valid=r7.valid, slot=r7.slot, r=r7.r, sh=sh, half=half,
                     mp=((Cat(Const(0, EB), r7.r) + half) >> sh)[:cfg.prob_bits])
         with m.If(r8.valid):
             m.d.sync += [
@@ -453,15 +401,15 @@ class Softmax(wiring.Component):
             m.d.sync += nbeat.eq(nbeat + 1)
             with m.If(nbeat == n_last):
                 m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns))]
-        n0 = _stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=cur_r, sh=cur_sh,
+        n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=cur_r, sh=cur_sh,
                     half=cur_half, mp=cur_mp, ref=cur_ref)
-        n1 = _stage(m, "n1", en=en, valid=n0.valid, last=n0.last, r=n0.r, sh=n0.sh, half=n0.half,
+        n1 = stage(m, "n1", en=en, valid=n0.valid, last=n0.last, r=n0.r, sh=n0.sh, half=n0.half,
                     mp=n0.mp, ref=n0.ref,
                     alive=Cat(t_rd.data[n].alive for n in lanes),
                     t=[t_rd.data[n].term[G:] for n in lanes])
-        n2 = _stage(m, "n2", en=en, valid=n1.valid, last=n1.last, sh=n1.sh, half=n1.half,
+        n2 = stage(m, "n2", en=en, valid=n1.valid, last=n1.last, sh=n1.sh, half=n1.half,
                     mp=n1.mp, ref=n1.ref, alive=n1.alive, p=[n1.t[n] * n1.r for n in lanes])
-        n3 = _stage(m, "n3", en=en, valid=n2.valid, last=n2.last, sh=n2.sh, mp=n2.mp, ref=n2.ref,
+        n3 = stage(m, "n3", en=en, valid=n2.valid, last=n2.last, sh=n2.sh, mp=n2.mp, ref=n2.ref,
                     alive=n2.alive, x=[(n2.p[n] + n2.half)[:norm_bits] for n in lanes])
         out = self.o.payload
         with m.If(en):

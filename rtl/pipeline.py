@@ -1,0 +1,69 @@
+"""Register-stage helpers for pipelined datapaths (rtl/softmax.py, rtl/qk.py).
+
+:func:`stage` registers a named bundle of values, optionally under a clock enable (the
+pipeline's advance condition); :func:`tree` reduces a list pairwise with a register after
+every level, carrying sideband values (valid, last, …) alongside.
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Signal, Value
+from amaranth.lib import data
+
+__all__ = ["stage", "tree"]
+
+
+def stage(m, name, en=None, **values):
+    """Register each of ``values`` (a Value, a View, or a list of them) as ``name_key``.
+
+    With ``en``, the registers load only when it is high. Returns a namespace of the
+    registers (lists stay lists).
+    """
+    def one(key, value):
+        shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+        reg = Signal(shape, name=f"{name}_{key}")
+        if en is None:
+            m.d.sync += reg.eq(value)
+        else:
+            with m.If(en):
+                m.d.sync += reg.eq(value)
+        return reg
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, (list, tuple)):
+            out[key] = [one(f"{key}{n}", v) for n, v in enumerate(value)]
+        else:
+            out[key] = one(key, value)
+    return SimpleNamespace(**out)
+
+
+def tree(m, name, items, combine, en=None, **meta):
+    """Reduce ``items`` pairwise with ``combine``, a register (loaded when ``en``) after
+    every level; an odd item passes to the next level unchanged.
+
+    Items may be Values or tuples of Values (registered concatenated, split back with
+    their signedness). ``meta`` travels alongside. Returns ``(result, meta, levels)``.
+    """
+    level = 0
+    while len(items) > 1:
+        items = [combine(items[n], items[n + 1]) if n + 1 < len(items) else items[n]
+                 for n in range(0, len(items), 2)]
+        regs = stage(m, f"{name}{level}", en, items=[Cat(*item) if isinstance(item, tuple) else item
+                                                     for item in items], **meta)
+        meta = {key: getattr(regs, key) for key in meta}
+        items = [split(reg, item) for reg, item in zip(regs.items, items)]
+        level += 1
+    return items[0], meta, level
+
+
+def split(reg, like):
+    """Undo the ``Cat`` of a tuple ``like`` on ``reg``, keeping each part's signedness."""
+    if not isinstance(like, tuple):
+        return reg
+    parts, at = [], 0
+    for part in like:
+        shape = Value.cast(part).shape()
+        bits = reg[at:at + shape.width]
+        parts.append(bits.as_signed() if shape.signed else bits)
+        at += shape.width
+    return tuple(parts)

@@ -1,0 +1,244 @@
+"""The bitwidth converter and the Q×K lanes: key plane rows in, exact integer scores out.
+
+Formats (:class:`~attnforge.configs.qk.QKConfig`, :mod:`attnforge.sim.qk`): a key element
+is ``key_bits = msb_bits + lsb_bits`` signed, stored as an MSB plane value ``k >> lsb_bits``
+(``msb_bits`` signed) and an LSB plane value ``k mod 2**lsb_bits`` (unsigned). A plane row
+(one key, ``D`` elements) is the memory's packed bits: element ``j`` at bits ``j·b``, which
+is exactly an :class:`~amaranth.lib.data.ArrayLayout` of ``D`` ``b``-bit elements.
+
+* :class:`BitwidthConverter` widens each element to the 12-bit datapath keeping its integer
+  value: ``msb << lsb_bits`` while only the MSB plane is on chip, ``(msb << lsb_bits) | lsb``
+  once the LSB plane has arrived (per beat, the ``full`` flag).
+* :class:`QKLanes` holds the query ``q`` (``D`` × 12 bits) in registers and broadcasts it to
+  ``multipliers`` 12×12 multipliers, ``L = multipliers / D`` keys per beat, each followed by
+  an adder tree of ``log2(D)`` registered levels: ``L`` exact scores per cycle.
+* :class:`QKDatapath` chains converter, lanes and :class:`~attnforge.rtl.softmax.Softmax`.
+
+Each block is a stream stage whose registers all advance together when its output register
+is free or being read (``en = ~o.valid | o.ready``), so it holds its data under
+backpressure and runs one beat per cycle otherwise.
+"""
+
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..configs.qk import QKConfig
+from .pipeline import stage, tree
+from .softmax import Softmax
+from .softmax import input_beat as score_beat
+from .softmax import output_beat as prob_beat
+
+__all__ = ["plane_row", "query_layout", "plane_beat", "key_beat", "score_beat", "prob_beat",
+           "BitwidthConverter", "QKLanes", "QKDatapath"]
+
+
+def plane_row(cfg, bits, signed_):
+    """One key's row of a plane: ``D`` elements of ``bits``, packed as in memory."""
+    return data.ArrayLayout(signed(bits) if signed_ else unsigned(bits), cfg.head_dim)
+
+
+def query_layout(cfg):
+    """The query: ``D`` elements, 12-bit signed."""
+    return data.ArrayLayout(signed(cfg.DATA_BITS), cfg.head_dim)
+
+
+def plane_beat(cfg):
+    """``L`` keys as plane rows: ``msb`` (signed), ``lsb`` (unsigned, used when ``full``),
+    ``alive`` (bit ``l`` for key ``l``) and ``last``."""
+    lanes = cfg.scores_per_cycle
+    return data.StructLayout({
+        "msb": data.ArrayLayout(plane_row(cfg, cfg.msb_bits, True), lanes),
+        "lsb": data.ArrayLayout(plane_row(cfg, cfg.lsb_bits, False), lanes),
+        "full": 1,
+        "alive": unsigned(lanes),
+        "last": 1,
+    })
+
+
+def key_beat(cfg):
+    """``L`` keys widened to the 12-bit datapath, their ``alive`` flags and ``last``."""
+    lanes = cfg.scores_per_cycle
+    return data.StructLayout({
+        "keys": data.ArrayLayout(query_layout(cfg), lanes),
+        "alive": unsigned(lanes),
+        "last": 1,
+    })
+
+
+def _check_config(config):
+    if not isinstance(config, QKConfig):
+        raise TypeError(f"config must be a QKConfig, not {config!r}")
+    return config
+
+
+class BitwidthConverter(wiring.Component):
+    """Widen MSB-plane rows to 12-bit keys, concatenating the LSB plane when it is there.
+
+    One register stage.
+
+    Parameters
+    ----------
+    config : QKConfig
+
+    Attributes
+    ----------
+    i : In(stream) of :func:`plane_beat`
+    o : Out(stream) of :func:`key_beat`
+        Element ``j`` of key ``l``: ``(msb << lsb_bits) | (lsb if full else 0)``, sign-extended
+        to 12 bits; ``alive`` and ``last`` passed through.
+    """
+
+    def __init__(self, config=QKConfig()):
+        self.config = _check_config(config)
+        super().__init__({
+            "i": In(stream.Signature(plane_beat(config))),
+            "o": Out(stream.Signature(key_beat(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        inp, out = self.i.payload, self.o.payload
+        with m.If(en):
+            m.d.sync += [
+                self.o.valid.eq(self.i.valid),
+                out.alive.eq(inp.alive),
+                out.last.eq(inp.last),
+            ]
+            for lane in range(cfg.scores_per_cycle):
+                for j in range(cfg.head_dim):
+                    low = inp.lsb[lane][j] & inp.full.replicate(cfg.lsb_bits)
+                    m.d.sync += out.keys[lane][j].eq(Cat(low, inp.msb[lane][j]).as_signed())
+        return m
+
+
+class QKLanes(wiring.Component):
+    """``multipliers`` parallel 12×12 multipliers and adder trees: ``L`` scores per beat.
+
+    Pipeline (all registers advance together): operands (the query element and the key
+    element of each multiplier: its input registers) → products → ``log2(D)`` adder-tree
+    levels → output register; :attr:`latency` = ``log2(D) + 3`` cycles from an input
+    handshake to the output's valid when never stalled.
+
+    The query of a row comes on ``q`` before the row's keys: one ``q`` beat per row. A
+    second register holds the next row's query, so rows follow each other without a bubble
+    when ``q`` runs ahead.
+
+    Parameters
+    ----------
+    config : QKConfig
+
+    Attributes
+    ----------
+    q : In(stream) of :func:`query_layout`
+        The query of each row, in order.
+    i : In(stream) of :func:`key_beat`
+        ``L`` keys per beat; ``last`` ends the row (and retires its query).
+    o : Out(stream) of :func:`score_beat`
+        ``L`` exact scores ``q·k`` (``score_bits`` signed), ``alive`` and ``last`` passed
+        through: the softmax's input.
+    latency : int
+    """
+
+    def __init__(self, config=QKConfig()):
+        self.config = _check_config(config)
+        self.latency = ceil_log2(config.head_dim) + 3
+        super().__init__({
+            "q": In(stream.Signature(query_layout(config))),
+            "i": In(stream.Signature(key_beat(config))),
+            "o": Out(stream.Signature(score_beat(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        L, D = cfg.scores_per_cycle, cfg.head_dim
+
+        # The query registers: the current row's and the next one's.
+        cur, nxt = Signal(query_layout(cfg)), Signal(query_layout(cfg))
+        cur_valid, nxt_valid = Signal(), Signal()
+        en = Signal()
+        m.d.comb += [
+            en.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(en & cur_valid),
+            self.q.ready.eq(~nxt_valid),
+        ]
+        accept = self.i.valid & self.i.ready
+        with m.If(~cur_valid | (accept & self.i.payload.last)):
+            m.d.sync += [cur.eq(nxt), cur_valid.eq(nxt_valid), nxt_valid.eq(0)]
+        with m.If(self.q.valid & self.q.ready):
+            m.d.sync += [nxt.eq(self.q.payload), nxt_valid.eq(1)]
+
+        keys = self.i.payload.keys
+        ops = stage(m, "op", en, valid=accept, alive=self.i.payload.alive, last=self.i.payload.last,
+                    q=[cur[j] for _ in range(L) for j in range(D)],
+                    k=[keys[lane][j] for lane in range(L) for j in range(D)])
+        prod = stage(m, "prod", en, valid=ops.valid, alive=ops.alive, last=ops.last,
+                     p=[ops.q[n] * ops.k[n] for n in range(L * D)])
+        meta = {"valid": prod.valid, "alive": prod.alive, "last": prod.last}
+        sums = []
+        for lane in range(L):
+            total, lane_meta, _ = tree(m, f"add{lane}_l", prod.p[lane * D:(lane + 1) * D],
+                                       lambda a, b: a + b, en, **meta)
+            sums.append(total)
+        with m.If(en):
+            m.d.sync += [
+                self.o.valid.eq(lane_meta["valid"]),
+                self.o.payload.alive.eq(lane_meta["alive"]),
+                self.o.payload.last.eq(lane_meta["last"]),
+            ]
+            m.d.sync += [self.o.payload.scores[lane].eq(sums[lane]) for lane in range(L)]
+        return m
+
+
+class QKDatapath(wiring.Component):
+    """Converter, Q×K lanes and softmax in a chain: plane rows and queries in, probabilities out.
+
+    Parameters
+    ----------
+    config : QKConfig
+
+    Attributes
+    ----------
+    q : In(stream) of :func:`query_layout`
+        One query per row.
+    i : In(stream) of :func:`plane_beat`
+        The row's keys, ``L`` per beat (``full``: the LSB plane is there).
+    o : Out(stream) of :func:`prob_beat`
+        The row's probabilities, ``max_prob`` and ``refetch``.
+    scale_mant, scale_shift, threshold : In
+        As :class:`~attnforge.rtl.softmax.Softmax`'s (read with the row's first score).
+    """
+
+    def __init__(self, config=QKConfig()):
+        self.config = _check_config(config)
+        super().__init__({
+            "q": In(stream.Signature(query_layout(config))),
+            "i": In(stream.Signature(plane_beat(config))),
+            "o": Out(stream.Signature(prob_beat(config))),
+            "scale_mant": In(config.SCALE_MANT_BITS),
+            "scale_shift": In(config.SCALE_SHIFT_BITS),
+            "threshold": In(config.threshold_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.converter = converter = BitwidthConverter(cfg)
+        m.submodules.lanes = lanes = QKLanes(cfg)
+        m.submodules.softmax = softmax = Softmax(cfg)
+        wiring.connect(m, wiring.flipped(self.q), lanes.q)
+        wiring.connect(m, wiring.flipped(self.i), converter.i)
+        wiring.connect(m, converter.o, lanes.i)
+        wiring.connect(m, lanes.o, softmax.i)
+        wiring.connect(m, softmax.o, wiring.flipped(self.o))
+        m.d.comb += [
+            softmax.scale_mant.eq(self.scale_mant),
+            softmax.scale_shift.eq(self.scale_shift),
+            softmax.threshold.eq(self.threshold),
+        ]
+        return m
