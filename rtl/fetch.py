@@ -1,0 +1,262 @@
+"""The Q/K fetcher: an AXI4 read master bringing the plane rows of the alive keys on chip.
+
+Memory layout (:func:`attnforge.sim.qk.plane_layout`): a plane is contiguous, key ``n``'s row
+at ``base + n·row_bytes`` (``row_bytes = D·bits/8``, a whole number ``R`` of AXI beats).
+
+A request is a stream of key indices (the survivors of pruning, in increasing order, one
+plane per request, ``last`` on the final index): pruned keys are never fetched.
+
+1. **Runs**: consecutive indices are merged into one run (up to ``max_burst`` beats).
+2. **Bursts**: each run becomes INCR bursts of at most ``max_burst`` beats that never cross
+   a 4 KB boundary (AXI4's rule; rows of e.g. 24 bytes straddle them). Up to
+   ``outstanding`` bursts may be in flight; R data comes back in order (one ID).
+3. **Rows**: R beats are gathered, ``R`` per key, into one row per output beat, tagged with
+   the key's index (kept in a FIFO from intake) and the plane; ``last`` on the request's
+   final row.
+
+The AXI port is the read half of AXI4 (AR and R channels), named as AXI names them
+(``arvalid``, ``araddr``, …), so a testbench (e.g. cocotbext-axi's ``AxiRam`` through
+``AxiReadBus.from_prefix(dut, "axi_")``) binds to it directly; ``rresp`` is ignored.
+
+Counters: the bytes of each plane received since ``clear``.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from ..configs.qk import QKConfig
+
+__all__ = ["MSB", "LSB", "AXIReadSignature", "index_beat", "row_beat", "Fetcher"]
+
+#: the ``plane`` field
+MSB, LSB = 0, 1
+#: AXI4 INCR burst type
+BURST_INCR = 1
+
+
+class AXIReadSignature(wiring.Signature):
+    """The AR and R channels of an AXI4 master (single ID, so no ``arid``/``rid``)."""
+
+    def __init__(self, addr_width, data_width):
+        self.addr_width = addr_width
+        self.data_width = data_width
+        super().__init__({
+            "arvalid": Out(1), "arready": In(1), "araddr": Out(addr_width),
+            "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
+            "rvalid": In(1), "rready": Out(1), "rdata": In(data_width), "rlast": In(1),
+            "rresp": In(2),
+        })
+
+    def __eq__(self, other):
+        return (isinstance(other, AXIReadSignature) and self.addr_width == other.addr_width
+                and self.data_width == other.data_width)
+
+    def __repr__(self):
+        return f"AXIReadSignature({self.addr_width}, {self.data_width})"
+
+
+def index_beat(cfg):
+    """A key to fetch: its ``index``, the ``plane`` (``MSB``/``LSB``), ``last`` of the request."""
+    return data.StructLayout({"index": unsigned(ceil_log2(cfg.n_max)), "plane": 1, "last": 1})
+
+
+def row_beat(cfg):
+    """One key's row of a plane (``D·msb_bits`` bits wide; an LSB row in its low bits), its
+    ``index`` and ``plane``, ``last`` on the request's final row."""
+    return data.StructLayout({
+        "row": unsigned(cfg.head_dim * max(cfg.msb_bits, cfg.lsb_bits)),
+        "index": unsigned(ceil_log2(cfg.n_max)),
+        "plane": 1,
+        "last": 1,
+    })
+
+
+class Fetcher(wiring.Component):
+    """AXI4 read master fetching the plane rows of the listed keys, with bursts.
+
+    Parameters
+    ----------
+    config : QKConfig
+        ``head_dim``, ``msb_bits``, ``lsb_bits``, ``n_max``, ``axi_data_width``.
+    addr_width : int
+        AXI address bits.
+    max_burst : int
+        Most beats per burst (AXI4 INCR: ≤ 256).
+    outstanding : int
+        Most bursts in flight (and 8 × this many keys between intake and output).
+
+    Attributes
+    ----------
+    i : In(stream) of :func:`index_beat`
+    o : Out(stream) of :func:`row_beat`
+    axi : Out(AXIReadSignature)
+    msb_base, lsb_base : In(addr_width)
+        Byte addresses of the planes (beat aligned), read while a request runs.
+    clear : In(1)
+        Zeroes the byte counters.
+    msb_bytes, lsb_bytes : Out(32)
+        Bytes received per plane since ``clear``.
+    """
+
+    def __init__(self, config=QKConfig(), *, addr_width=32, max_burst=64, outstanding=4):
+        try:
+            if not isinstance(config, QKConfig):
+                raise TypeError(f"config must be a QKConfig, not {config!r}")
+            if not 1 <= max_burst <= 256:
+                raise ValueError(f"max_burst must be in [1, 256], not {max_burst!r}")
+            if not 1 <= outstanding <= 64:
+                raise ValueError(f"outstanding must be in [1, 64], not {outstanding!r}")
+            if not 12 <= addr_width <= 64:
+                raise ValueError(f"addr_width must be in [12, 64], not {addr_width!r}")
+            row_beats = (config.head_dim * config.msb_bits // config.axi_data_width,
+                         config.head_dim * config.lsb_bits // config.axi_data_width)
+            if max(row_beats) > max_burst:
+                raise ValueError(f"max_burst={max_burst} is shorter than a key's row "
+                                 f"({max(row_beats)} beats)")
+        except Exception:
+            self._MustUse__silence = True   # never built: no UnusedElaboratable
+            raise
+        self.config = config
+        self.addr_width = addr_width
+        self.max_burst = max_burst
+        self.outstanding = outstanding
+        self.row_beats = row_beats
+        super().__init__({
+            "i": In(stream.Signature(index_beat(config))),
+            "o": Out(stream.Signature(row_beat(config))),
+            "axi": Out(AXIReadSignature(addr_width, config.axi_data_width)),
+            "msb_base": In(addr_width),
+            "lsb_base": In(addr_width),
+            "clear": In(1),
+            "msb_bytes": Out(32),
+            "lsb_bytes": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        W = cfg.axi_data_width
+        beat_shift = exact_log2(cfg.beat_bytes)
+        index_bits = ceil_log2(cfg.n_max)
+        keys_max = self.max_burst // max(self.row_beats)     # keys per run, both planes
+        row_beats = [self.row_beats[MSB], self.row_beats[LSB]]
+        row_bytes = [cfg.msb_row_bytes, cfg.lsb_row_bytes]
+        axi = self.axi
+
+        # The keys between intake and output, for the row tags.
+        m.submodules.tags = tags = SyncFIFOBuffered(width=index_bits + 1, depth=8 * self.outstanding)
+
+        # ---- 1. Runs of consecutive indices ----------------------------------------------
+        run_valid = Signal()
+        run_start = Signal(index_bits)
+        run_count = Signal(range(keys_max + 1))
+        run_plane = Signal()
+        run_closed = Signal()                 # the run's last index has come: emit it
+        run_last = Signal()                   # ... and it ends the request
+        run_take = Signal()                   # the burst stage takes the run this cycle
+        inp = self.i.payload
+        extends = (run_valid & ~run_closed & (inp.plane == run_plane) &
+                   (inp.index == run_start + run_count) & (run_count < keys_max))
+        can_take = (~run_valid | extends | run_take) & tags.w_rdy
+        m.d.comb += [
+            self.i.ready.eq(can_take),
+            tags.w_data.eq(Cat(inp.index, inp.plane)),
+            tags.w_en.eq(self.i.valid & can_take),
+        ]
+        accept = self.i.valid & self.i.ready
+        with m.If(run_take):
+            m.d.sync += run_valid.eq(0)
+        with m.If(accept):
+            with m.If(extends):
+                m.d.sync += run_count.eq(run_count + 1)
+            with m.Else():
+                m.d.sync += [run_valid.eq(1), run_start.eq(inp.index), run_count.eq(1),
+                             run_plane.eq(inp.plane)]
+            m.d.sync += [run_closed.eq(inp.last), run_last.eq(inp.last)]
+        # A run is closed once its last index is in, or the next index does not extend it.
+        ready_to_issue = run_valid & (run_closed | (self.i.valid & ~extends) |
+                                      (run_count == keys_max))
+
+        # ---- 2. Bursts -----------------------------------------------------------------
+        # Per burst in flight: does it end the request? (Read the cycle after it is written.)
+        m.submodules.bursts = bursts = SyncFIFO(width=1, depth=self.outstanding)
+        busy = Signal()
+        addr = Signal(self.addr_width)
+        left = Signal(range(self.max_burst + 1))       # beats of the run still to request
+        final = Signal()                               # the run ends the request
+        plane = Signal()
+        m.d.comb += run_take.eq(ready_to_issue & ~busy)
+        base = Mux(run_plane, self.lsb_base, self.msb_base)
+        run_beats = Mux(run_plane, row_beats[LSB], row_beats[MSB]) * run_count
+        run_addr = base + Mux(run_plane, row_bytes[LSB], row_bytes[MSB]) * run_start
+        with m.If(run_take):
+            m.d.sync += [busy.eq(1), addr.eq(run_addr), left.eq(run_beats),
+                         final.eq(run_last), plane.eq(run_plane)]
+        # Beats up to the next 4 KB boundary (addresses are beat aligned).
+        to_4k = Signal(range((4096 >> beat_shift) + 1))
+        m.d.comb += to_4k.eq((4096 >> beat_shift) - addr[beat_shift:12])
+        length = Signal(range(self.max_burst + 1))
+        m.d.comb += length.eq(Mux(to_4k < left, to_4k, left))
+        ends_run = length == left
+        m.d.comb += [
+            axi.arvalid.eq(busy & bursts.w_rdy),
+            axi.araddr.eq(addr),
+            axi.arlen.eq(length - 1),
+            axi.arsize.eq(beat_shift),
+            axi.arburst.eq(BURST_INCR),
+            bursts.w_data.eq(final & ends_run),
+            bursts.w_en.eq(axi.arvalid & axi.arready),
+        ]
+        with m.If(axi.arvalid & axi.arready):
+            m.d.sync += [addr.eq(addr + (length << beat_shift)), left.eq(left - length)]
+            with m.If(ends_run):
+                m.d.sync += busy.eq(0)
+
+        # ---- 3. Rows -------------------------------------------------------------------
+        acc = Signal(len(self.o.payload.row))
+        word = Signal(range(max(row_beats)))
+        tag_index, tag_plane = tags.r_data[:index_bits], tags.r_data[index_bits]
+        row_end = word == Mux(tag_plane, row_beats[LSB] - 1, row_beats[MSB] - 1)
+        m.d.comb += axi.rready.eq(tags.r_rdy & bursts.r_rdy & (~row_end | ~self.o.valid | self.o.ready))
+        got = axi.rvalid & axi.rready
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(got):
+            # The row's words, least significant first.
+            for w in range(max(row_beats)):
+                with m.If(word == w):
+                    m.d.sync += acc[w * W:(w + 1) * W].eq(axi.rdata)
+            with m.If(row_end):
+                m.d.sync += [
+                    word.eq(0),
+                    self.o.valid.eq(1),
+                    self.o.payload.row.eq(acc),
+                    self.o.payload.index.eq(tag_index),
+                    self.o.payload.plane.eq(tag_plane),
+                    self.o.payload.last.eq(axi.rlast & bursts.r_data),
+                ]
+                for w in range(max(row_beats)):
+                    with m.If(word == w):
+                        m.d.sync += self.o.payload.row[w * W:(w + 1) * W].eq(axi.rdata)
+                if cfg.msb_bits > cfg.lsb_bits:
+                    with m.If(tag_plane):
+                        m.d.sync += self.o.payload.row[cfg.head_dim * cfg.lsb_bits:].eq(0)
+            with m.Else():
+                m.d.sync += word.eq(word + 1)
+        m.d.comb += [
+            tags.r_en.eq(got & row_end),
+            bursts.r_en.eq(got & axi.rlast),
+        ]
+
+        # ---- Counters ------------------------------------------------------------------
+        with m.If(self.clear):
+            m.d.sync += [self.msb_bytes.eq(0), self.lsb_bytes.eq(0)]
+        with m.Elif(got):
+            with m.If(tag_plane):
+                m.d.sync += self.lsb_bytes.eq(self.lsb_bytes + cfg.beat_bytes)
+            with m.Else():
+                m.d.sync += self.msb_bytes.eq(self.msb_bytes + cfg.beat_bytes)
+        return m
