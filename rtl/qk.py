@@ -14,13 +14,13 @@ is exactly an :class:`~amaranth.lib.data.ArrayLayout` of ``D`` ``b``-bit element
   an adder tree of ``log2(D)`` registered levels: ``L`` exact scores per cycle.
 * :class:`QKDatapath` chains converter, lanes and :class:`~attnforge.rtl.softmax.Softmax`.
 
-Each block is a stream stage whose registers all advance together when its output register
-is free or being read (``en = ~o.valid | o.ready``), so it holds its data under
-backpressure and runs one beat per cycle otherwise.
+No ready path runs through the lanes: their ``i.ready`` comes from registers (a credit
+count in front of their output FIFO), so the wide datapath registers need no clock enable.
 """
 
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -76,7 +76,7 @@ def _check_config(config):
 class BitwidthConverter(wiring.Component):
     """Widen MSB-plane rows to 12-bit keys, concatenating the LSB plane when it is there.
 
-    One register stage.
+    Combinational (an AND per LSB bit and wiring): the Q×K lanes' operand registers follow.
 
     Parameters
     ----------
@@ -100,29 +100,31 @@ class BitwidthConverter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
         inp, out = self.i.payload, self.o.payload
-        with m.If(en):
-            m.d.sync += [
-                self.o.valid.eq(self.i.valid),
-                out.alive.eq(inp.alive),
-                out.last.eq(inp.last),
-            ]
-            for lane in range(cfg.scores_per_cycle):
-                for j in range(cfg.head_dim):
-                    low = inp.lsb[lane][j] & inp.full.replicate(cfg.lsb_bits)
-                    m.d.sync += out.keys[lane][j].eq(Cat(low, inp.msb[lane][j]).as_signed())
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid),
+            self.i.ready.eq(self.o.ready),
+            out.alive.eq(inp.alive),
+            out.last.eq(inp.last),
+        ]
+        for lane in range(cfg.scores_per_cycle):
+            for j in range(cfg.head_dim):
+                low = inp.lsb[lane][j] & inp.full.replicate(cfg.lsb_bits)
+                m.d.comb += out.keys[lane][j].eq(Cat(low, inp.msb[lane][j]).as_signed())
         return m
 
 
 class QKLanes(wiring.Component):
     """``multipliers`` parallel 12×12 multipliers and adder trees: ``L`` scores per beat.
 
-    Pipeline (all registers advance together): operands (the query element and the key
-    element of each multiplier: its input registers) → products → ``log2(D)`` adder-tree
-    levels → output register; :attr:`latency` = ``log2(D) + 3`` cycles from an input
-    handshake to the output's valid when never stalled.
+    Pipeline: operands (the query element and the key element of each multiplier: its input
+    registers) → products → ``log2(D)`` adder-tree levels → an output FIFO of
+    :attr:`fifo_depth` beats. The pipeline never stalls (no clock enable on its thousands
+    of registers); instead a beat is accepted only when the FIFO is sure to have room for
+    it (a credit count of the beats in the pipeline and the FIFO), so ``i.ready`` comes
+    from registers and no ready path runs from ``o`` to ``i``. :attr:`latency` =
+    ``log2(D) + 4`` cycles from an input handshake to the output's handshake (the FIFO's
+    write and output register included), never stalled.
 
     The query of a row comes on ``q`` before the row's keys: one ``q`` beat per row. A
     second register holds the next row's query, so rows follow each other without a bubble
@@ -142,11 +144,15 @@ class QKLanes(wiring.Component):
         ``L`` exact scores ``q·k`` (``score_bits`` signed), ``alive`` and ``last`` passed
         through: the softmax's input.
     latency : int
+    fifo_depth : int
+        Enough for a beat per cycle with the output always ready.
     """
 
     def __init__(self, config=QKConfig()):
         self.config = _check_config(config)
-        self.latency = ceil_log2(config.head_dim) + 3
+        self.latency = ceil_log2(config.head_dim) + 4
+        # in flight: the pipeline's beats plus the FIFO's, and a cycle for the credit to return
+        self.fifo_depth = 1 << ceil_log2(self.latency + 2)
         super().__init__({
             "q": In(stream.Signature(query_layout(config))),
             "i": In(stream.Signature(key_beat(config))),
@@ -157,41 +163,51 @@ class QKLanes(wiring.Component):
         m = Module()
         cfg = self.config
         L, D = cfg.scores_per_cycle, cfg.head_dim
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(self.o.payload.as_value()),
+                                                    depth=self.fifo_depth)
 
-        # The query registers: the current row's and the next one's.
+        # Credits: beats accepted and not yet read from the FIFO.
+        held = Signal(range(self.fifo_depth + 1))
         cur, nxt = Signal(query_layout(cfg)), Signal(query_layout(cfg))
         cur_valid, nxt_valid = Signal(), Signal()
-        en = Signal()
         m.d.comb += [
-            en.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(en & cur_valid),
+            self.i.ready.eq(cur_valid & (held < self.fifo_depth)),
             self.q.ready.eq(~nxt_valid),
         ]
         accept = self.i.valid & self.i.ready
+        leave = self.o.valid & self.o.ready
+        m.d.sync += held.eq(held + accept - leave)
+
+        # The query registers: the current row's and the next one's.
         with m.If(~cur_valid | (accept & self.i.payload.last)):
             m.d.sync += [cur.eq(nxt), cur_valid.eq(nxt_valid), nxt_valid.eq(0)]
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += [nxt.eq(self.q.payload), nxt_valid.eq(1)]
 
         keys = self.i.payload.keys
-        ops = stage(m, "op", en, valid=accept, alive=self.i.payload.alive, last=self.i.payload.last,
+        ops = stage(m, "op", valid=accept, alive=self.i.payload.alive, last=self.i.payload.last,
                     q=[cur[j] for _ in range(L) for j in range(D)],
                     k=[keys[lane][j] for lane in range(L) for j in range(D)])
-        prod = stage(m, "prod", en, valid=ops.valid, alive=ops.alive, last=ops.last,
+        prod = stage(m, "prod", valid=ops.valid, alive=ops.alive, last=ops.last,
                      p=[ops.q[n] * ops.k[n] for n in range(L * D)])
         meta = {"valid": prod.valid, "alive": prod.alive, "last": prod.last}
         sums = []
         for lane in range(L):
             total, lane_meta, _ = tree(m, f"add{lane}_l", prod.p[lane * D:(lane + 1) * D],
-                                       lambda a, b: a + b, en, **meta)
+                                       lambda a, b: a + b, **meta)
             sums.append(total)
-        with m.If(en):
-            m.d.sync += [
-                self.o.valid.eq(lane_meta["valid"]),
-                self.o.payload.alive.eq(lane_meta["alive"]),
-                self.o.payload.last.eq(lane_meta["last"]),
-            ]
-            m.d.sync += [self.o.payload.scores[lane].eq(sums[lane]) for lane in range(L)]
+        # The trees' last level is registered: write it straight into the FIFO.
+        result = Signal(score_beat(cfg))
+        m.d.comb += [
+            result.alive.eq(lane_meta["alive"]),
+            result.last.eq(lane_meta["last"]),
+            *(result.scores[lane].eq(sums[lane]) for lane in range(L)),
+            fifo.w_data.eq(result),
+            fifo.w_en.eq(lane_meta["valid"]),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+        ]
         return m
 
 
