@@ -28,12 +28,15 @@ hence three slots per buffer. Every multiplier has registered operands and a reg
 product; every variable shift and adder-tree level ends in a register.
 
 Cycles (:func:`attnforge.sim.softmax.softmax_cycles`): a lone row of ``B = ceil(N / L)``
-beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 26``
-cycles from its first input handshake to its last output handshake (both included): three
-passes of ``B`` cycles, the max and adder trees (one register per level), and the fixed
-pipelines (max fold 2, term pipeline 9, sum and reciprocal 10, normalize 5, a start cycle
-per pass). Rows back to back leave one every ``B + 1`` cycles: each pass spends one cycle
-starting a row, so the block sustains ``L`` scores per cycle but for that cycle per row.
+beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 27``
+cycles from its first input handshake to its last output handshake (both included): the
+three passes of ``B`` cycles, the max tree and the adder tree (``ceil_log2(L)`` registers
+each), and 27 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
+8 (``d``, product, rounding, two shifts, exp ROM, ``+ half``, ``>> i``), the accumulator
+1, the reciprocal and decision 9, the slot handover 1, the normalize pass's start 1, its
+pipeline 4 (operands, product, rounding, output register) and the output handshake 1.
+Rows back to back leave one every ``B + 1`` cycles: each pass spends one cycle starting a
+row, so the block sustains ``L`` scores per cycle but for that cycle per row.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -133,7 +136,7 @@ class Softmax(wiring.Component):
         self.config = config
         self.lanes = config.scores_per_cycle
         self.beats_max = -(-config.n_max // self.lanes)
-        self.latency = 2 * ceil_log2(self.lanes) + 26
+        self.latency = 2 * ceil_log2(self.lanes) + 27
         super().__init__({
             "i": In(stream.Signature(input_beat(config))),
             "o": Out(stream.Signature(output_beat(config))),
@@ -328,48 +331,57 @@ class Softmax(wiring.Component):
         done = stage(m, "sum_done", valid=meta["valid"] & meta["last"], slot=meta["slot"])
 
         # ---- The reciprocal, max_prob and the decision (once per row) ---------------------
-        z = Signal(range(cfg.sum_bits))
+        # Leading one z of the sum; everything that depends on z alone is a constant per z:
+        # the normalizing shift z − RB + 1, the normalize shift RB + z − G − P (> 0, as
+        # z ≥ E) and its rounding half.
+        norm_shift = Signal(range(cfg.sum_bits))
+        sh = Signal(sh_bits)
+        half = Signal(norm_bits)
         for bit in range(cfg.sum_bits):
             with m.If(acc[bit]):
-                m.d.comb += z.eq(bit)
-        r1 = stage(m, "r1", valid=done.valid, slot=done.slot, s=acc, z=z)
+                m.d.comb += [
+                    norm_shift.eq(max(bit - (RB - 1), 0)),
+                    sh.eq(max(RB + bit - G - P, 0)),
+                    half.eq((1 << max(RB + bit - G - P, 0)) >> 1),
+                ]
+        r1 = stage(m, "r1", valid=done.valid, slot=done.slot, s=acc, norm_shift=norm_shift,
+                   sh=sh, half=half)
         # mant = S >> (z − RB + 1): RB bits, leading one at RB − 1.
-        norm_shift = Signal(range(cfg.sum_bits))
-        m.d.comb += norm_shift.eq(Mux(r1.z >= RB - 1, r1.z - (RB - 1), 0))
-        r2 = stage(m, "r2", valid=r1.valid, slot=r1.slot, z=r1.z, mant=(r1.s >> norm_shift)[:RB])
+        r2 = stage(m, "r2", valid=r1.valid, slot=r1.slot, sh=r1.sh, half=r1.half,
+                   mant=(r1.s >> r1.norm_shift)[:RB])
         m.submodules.seed_rom = seed_rom = memory.Memory(
             shape=unsigned(RB), depth=1 << K, init=cfg.recip_seed_table())
         seed_port = seed_rom.read_port()
         m.d.comb += seed_port.addr.eq(r2.mant[RB - 1 - K:RB - 1])
-        r3 = stage(m, "r3", valid=r2.valid, slot=r2.slot, z=r2.z, mant=r2.mant)   # + the seed read
-        r4 = stage(m, "r4", valid=r3.valid, slot=r3.slot, z=r3.z, r0=seed_port.data,
-                    p=r3.mant * seed_port.data)
+        r3 = stage(m, "r3", valid=r2.valid, slot=r2.slot, sh=r2.sh, half=r2.half,
+                   mant=r2.mant)                                   # + the seed read
+        r4 = stage(m, "r4", valid=r3.valid, slot=r3.slot, sh=r3.sh, half=r3.half,
+                   r0=seed_port.data, p=r3.mant * seed_port.data)
         err_bits = _recip_err_bits(cfg)
         diff = Signal(signed(2 * RB + 1))
         m.d.comb += diff.eq((1 << (2 * RB - 1)) - r4.p)
-        r5 = stage(m, "r5", valid=r4.valid, slot=r4.slot, z=r4.z, r0=r4.r0,
-                    err=(diff >> cfg.RECIP_ERR_SHIFT)[:err_bits].as_signed())
-        r6 = stage(m, "r6", valid=r5.valid, slot=r5.slot, z=r5.z, r0=r5.r0, p=r5.r0 * r5.err)
+        r5 = stage(m, "r5", valid=r4.valid, slot=r4.slot, sh=r4.sh, half=r4.half, r0=r4.r0,
+                   err=(diff >> cfg.RECIP_ERR_SHIFT)[:err_bits].as_signed())
+        r6 = stage(m, "r6", valid=r5.valid, slot=r5.slot, sh=r5.sh, half=r5.half, r0=r5.r0,
+                   p=r5.r0 * r5.err)
         cn = 2 * RB - 1 - cfg.RECIP_ERR_SHIFT
         step = Signal(signed(len(r6.p) + 2))
         m.d.comb += step.eq(r6.r0 + ((r6.p + (1 << (cn - 1))) >> cn))
-        r7 = stage(m, "r7", valid=r6.valid, slot=r6.slot, z=r6.z,
-                    r=Mux(step > (1 << RB) - 1, (1 << RB) - 1, step)[:RB])
-        # The normalize shift RB + z − G − P (≥ RB + EXP_BITS − P > 0) and its rounding half.
-        sh = Signal(sh_bits)
-        m.d.comb += sh.eq(r7.z + (RB - G - P))
-        half = Signal(norm_bits)
-        m.d.comb += half.eq(Const(1, norm_bits + 1) << sh >> 1)
-        r8 = stage(m, "r8", valid=r7.valid, slot=r7.slot, r=r7.r, sh=sh, half=half,
-                    mp=((Cat(Const(0, EB), r7.r) + half) >> sh)[:cfg.prob_bits])
-        with m.If(r8.valid):
+        r7 = stage(m, "r7", valid=r6.valid, slot=r6.slot, sh=r6.sh, half=r6.half,
+                   r=Mux(step > (1 << RB) - 1, (1 << RB) - 1, step)[:RB])
+        # max_prob: the normalize step for the term 1.0, add then shift.
+        r8 = stage(m, "r8", valid=r7.valid, slot=r7.slot, sh=r7.sh, half=r7.half, r=r7.r,
+                   x=(Cat(Const(0, EB), r7.r) + r7.half)[:norm_bits])
+        r9 = stage(m, "r9", valid=r8.valid, slot=r8.slot, sh=r8.sh, half=r8.half, r=r8.r,
+                   mp=(r8.x >> r8.sh)[:cfg.prob_bits])
+        with m.If(r9.valid):
             m.d.sync += [
-                term_r[r8.slot].eq(r8.r),
-                term_sh[r8.slot].eq(r8.sh),
-                term_half[r8.slot].eq(r8.half),
-                term_mp[r8.slot].eq(r8.mp),
-                term_ref[r8.slot].eq(r8.mp < term_thr[r8.slot]),
-                term_state[r8.slot].eq(FULL),
+                term_r[r9.slot].eq(r9.r),
+                term_sh[r9.slot].eq(r9.sh),
+                term_half[r9.slot].eq(r9.half),
+                term_mp[r9.slot].eq(r9.mp),
+                term_ref[r9.slot].eq(r9.mp < term_thr[r9.slot]),
+                term_state[r9.slot].eq(FULL),
             ]
 
         # ---- Stage 3: normalize, with output backpressure ----------------------------------
