@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..configs.qk import QKConfig
+from .dsp import multiply
 from .pipeline import stage, tree
 from .softmax import Softmax
 from .softmax import input_beat as score_beat
@@ -185,15 +186,15 @@ class QKLanes(wiring.Component):
             m.d.sync += [nxt.eq(self.q.payload), nxt_valid.eq(1)]
 
         keys = self.i.payload.keys
-        ops = stage(m, "op", valid=accept, alive=self.i.payload.alive, last=self.i.payload.last,
-                    q=[cur[j] for _ in range(L) for j in range(D)],
-                    k=[keys[lane][j] for lane in range(L) for j in range(D)])
-        prod = stage(m, "prod", valid=ops.valid, alive=ops.alive, last=ops.last,
-                     p=[ops.q[n] * ops.k[n] for n in range(L * D)])
+        # Operand registers, then products (in the DSP blocks on ECP5).
+        products = [multiply(m, f"mul{lane}_{j}", cur[j], keys[lane][j], platform=platform)
+                    for lane in range(L) for j in range(D)]
+        ops = stage(m, "op", valid=accept, alive=self.i.payload.alive, last=self.i.payload.last)
+        prod = stage(m, "prod", valid=ops.valid, alive=ops.alive, last=ops.last)
         meta = {"valid": prod.valid, "alive": prod.alive, "last": prod.last}
         sums = []
         for lane in range(L):
-            total, lane_meta, _ = tree(m, f"add{lane}_l", prod.p[lane * D:(lane + 1) * D],
+            total, lane_meta, _ = tree(m, f"add{lane}_l", products[lane * D:(lane + 1) * D],
                                        lambda a, b: a + b, **meta)
             sums.append(total)
         # The trees' last level is registered: write it straight into the FIFO.

@@ -28,16 +28,23 @@ hence three slots per buffer. Every multiplier has registered operands and a reg
 product; every variable shift and adder-tree level ends in a register.
 
 Cycles (:func:`attnforge.sim.softmax.softmax_cycles`): a lone row of ``B = ceil(N / L)``
-beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 27``
+beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 28``
 cycles from its first input handshake to its last output handshake (both included): the
 three passes of ``B`` cycles, the max tree and the adder tree (``ceil_log2(L)`` registers
-each), and 27 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
-8 (``d``, product, rounding, two shifts, exp ROM, ``+ half``, ``>> i``), the accumulator
-1, the reciprocal and decision 9, the slot handover 1, the normalize pass's start 1, its
-pipeline 4 (operands, product, rounding, output register) and the output handshake 1.
-Rows back to back leave one every ``B + 1`` cycles: each pass spends one cycle starting a
-row, so the block sustains ``L`` scores per cycle but for that cycle per row.
+each), and 28 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
+9 (``d`` into the multipliers, their products, the products' sum, ``+ half``, two shifts,
+exp ROM, ``+ 2**(i−1)``, ``>> i``), the accumulator 1, the reciprocal and decision 9, the
+slot handover 1, the normalize pass's start 1, its pipeline 4 (operands, product,
+rounding, output register) and the output handshake 1. Rows back to back leave one every
+``B + 1`` cycles: each pass spends one cycle starting a row, so the block sustains ``L``
+scores per cycle but for that cycle per row.
+
+Multipliers (:func:`attnforge.rtl.dsp.multiply`) keep their operand and product registers
+inside the MULT18X18D blocks on ECP5: ``2·L`` for ``d·mant`` (``d`` is ``score_bits`` > 18
+wide), ``L`` for the normalize and 2 for the reciprocal.
 """
+
+from types import SimpleNamespace
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
@@ -45,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..configs.qk import QKConfig
+from .dsp import multiply, multiply_latency
 from .pipeline import split, stage, tree
 from .stream import vector_beat
 
@@ -136,7 +144,10 @@ class Softmax(wiring.Component):
         self.config = config
         self.lanes = config.scores_per_cycle
         self.beats_max = -(-config.n_max // self.lanes)
-        self.latency = 2 * ceil_log2(self.lanes) + 27
+        # d·mant: d has score_bits > 18, so two multipliers and a sum stage
+        self._dm_latency = multiply_latency(unsigned(config.score_bits),
+                                            unsigned(config.SCALE_MANT_BITS))
+        self.latency = 2 * ceil_log2(self.lanes) + 25 + self._dm_latency
         super().__init__({
             "i": In(stream.Signature(input_beat(config))),
             "o": Out(stream.Signature(output_beat(config))),
@@ -281,19 +292,17 @@ class Softmax(wiring.Component):
         a = stage(m, "sa", valid=sbusy, first=sbeat == 0, last=sbeat == s_last, beat=sbeat,
                    slot=ts, max=cur_max, mant=cur_mant, shift=cur_shift, half=cur_half)
         lanes = range(L)
-        # B: d = max − s (multiplier operands).
-        b = stage(m, "sb", valid=a.valid, first=a.first, last=a.last, beat=a.beat, slot=a.slot,
-                   shift=a.shift, half=a.half, mant=a.mant,
-                   d=[(a.max - s_rd.data[n].score)[:SB] for n in lanes],
-                   alive=[s_rd.data[n].alive for n in lanes])
-        # C: d·mant.
-        c = stage(m, "sc", valid=b.valid, first=b.first, last=b.last, beat=b.beat, slot=b.slot,
-                   shift=b.shift, half=b.half, alive=b.alive,
-                   p=[b.d[n] * b.mant for n in lanes])
+        # B, C (, C'): d = max − s into the multipliers' operand registers, d·mant.
+        dm = [multiply(m, f"dm{n}", (a.max - s_rd.data[n].score)[:SB], a.mant, platform=platform)
+              for n in lanes]
+        c = SimpleNamespace(valid=a.valid, first=a.first, last=a.last, beat=a.beat, slot=a.slot,
+                            shift=a.shift, half=a.half, alive=[s_rd.data[n].alive for n in lanes])
+        for k in range(self._dm_latency):
+            c = stage(m, f"sc{k}", **vars(c))
         # D: + half (round half up).
         d = stage(m, "sd", valid=c.valid, first=c.first, last=c.last, beat=c.beat, slot=c.slot,
                    shift=c.shift, alive=c.alive,
-                   x=[(c.p[n] + c.half)[:x_bits] for n in lanes])
+                   x=[(dm[n] + c.half)[:x_bits] for n in lanes])
         # E: >> the shift's multiple of 8.
         e = stage(m, "se", valid=d.valid, first=d.first, last=d.last, beat=d.beat, slot=d.slot,
                    shift=d.shift[:3], alive=d.alive,
@@ -351,22 +360,24 @@ class Softmax(wiring.Component):
                    mant=(r1.s >> r1.norm_shift)[:RB])
         m.submodules.seed_rom = seed_rom = memory.Memory(
             shape=unsigned(RB), depth=1 << K, init=cfg.recip_seed_table())
-        seed_port = seed_rom.read_port()
+        seed_port = seed_rom.read_port(domain="comb")       # small: LUTs
         m.d.comb += seed_port.addr.eq(r2.mant[RB - 1 - K:RB - 1])
+        # m·r0: operand registers (r3), product (r4).
+        mr0 = multiply(m, "mr0", r2.mant, seed_port.data, platform=platform)
         r3 = stage(m, "r3", valid=r2.valid, slot=r2.slot, sh=r2.sh, half=r2.half,
-                   mant=r2.mant)                                   # + the seed read
-        r4 = stage(m, "r4", valid=r3.valid, slot=r3.slot, sh=r3.sh, half=r3.half,
-                   r0=seed_port.data, p=r3.mant * seed_port.data)
+                   r0=seed_port.data)
+        r4 = stage(m, "r4", valid=r3.valid, slot=r3.slot, sh=r3.sh, half=r3.half, r0=r3.r0)
         err_bits = _recip_err_bits(cfg)
         diff = Signal(signed(2 * RB + 1))
-        m.d.comb += diff.eq((1 << (2 * RB - 1)) - r4.p)
-        r5 = stage(m, "r5", valid=r4.valid, slot=r4.slot, sh=r4.sh, half=r4.half, r0=r4.r0,
-                   err=(diff >> cfg.RECIP_ERR_SHIFT)[:err_bits].as_signed())
-        r6 = stage(m, "r6", valid=r5.valid, slot=r5.slot, sh=r5.sh, half=r5.half, r0=r5.r0,
-                   p=r5.r0 * r5.err)
+        m.d.comb += diff.eq((1 << (2 * RB - 1)) - mr0)
+        # r0·err: operand registers (r5), product (r6).
+        r0err = multiply(m, "r0err", r4.r0, (diff >> cfg.RECIP_ERR_SHIFT)[:err_bits].as_signed(),
+                         platform=platform)
+        r5 = stage(m, "r5", valid=r4.valid, slot=r4.slot, sh=r4.sh, half=r4.half, r0=r4.r0)
+        r6 = stage(m, "r6", valid=r5.valid, slot=r5.slot, sh=r5.sh, half=r5.half, r0=r5.r0)
         cn = 2 * RB - 1 - cfg.RECIP_ERR_SHIFT
-        step = Signal(signed(len(r6.p) + 2))
-        m.d.comb += step.eq(r6.r0 + ((r6.p + (1 << (cn - 1))) >> cn))
+        step = Signal(signed(len(r0err) + 2))
+        m.d.comb += step.eq(r6.r0 + ((r0err + (1 << (cn - 1))) >> cn))
         r7 = stage(m, "r7", valid=r6.valid, slot=r6.slot, sh=r6.sh, half=r6.half,
                    r=Mux(step > (1 << RB) - 1, (1 << RB) - 1, step)[:RB])
         # max_prob: the normalize step for the term 1.0, add then shift.
@@ -415,14 +426,15 @@ class Softmax(wiring.Component):
                 m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns))]
         n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=cur_r, sh=cur_sh,
                     half=cur_half, mp=cur_mp, ref=cur_ref)
-        n1 = stage(m, "n1", en=en, valid=n0.valid, last=n0.last, r=n0.r, sh=n0.sh, half=n0.half,
-                    mp=n0.mp, ref=n0.ref,
-                    alive=Cat(t_rd.data[n].alive for n in lanes),
-                    t=[t_rd.data[n].term[G:] for n in lanes])
+        # (term >> G)·r: operand registers (n1), product (n2).
+        tr = [multiply(m, f"nm{n}", t_rd.data[n].term[G:], n0.r, en=en, platform=platform)
+              for n in lanes]
+        n1 = stage(m, "n1", en=en, valid=n0.valid, last=n0.last, sh=n0.sh, half=n0.half,
+                    mp=n0.mp, ref=n0.ref, alive=Cat(t_rd.data[n].alive for n in lanes))
         n2 = stage(m, "n2", en=en, valid=n1.valid, last=n1.last, sh=n1.sh, half=n1.half,
-                    mp=n1.mp, ref=n1.ref, alive=n1.alive, p=[n1.t[n] * n1.r for n in lanes])
+                    mp=n1.mp, ref=n1.ref, alive=n1.alive)
         n3 = stage(m, "n3", en=en, valid=n2.valid, last=n2.last, sh=n2.sh, mp=n2.mp, ref=n2.ref,
-                    alive=n2.alive, x=[(n2.p[n] + n2.half)[:norm_bits] for n in lanes])
+                    alive=n2.alive, x=[(tr[n] + n2.half)[:norm_bits] for n in lanes])
         out = self.o.payload
         with m.If(en):
             m.d.sync += [
