@@ -85,12 +85,19 @@ BLOCKS = {block.name: block for block in [
     Block("topk", "attnforge.configs.topk:TopKConfig", "attnforge.rtl.topk:TopK",
           "attnforge.tb.topk", "SpAtten's top-k engine, pipelined and bounded",
           bench_path="attnforge.gen.bench:topk_main"),
+    Block("butterfly", "attnforge.configs.butterfly:ButterflyConfig",
+          "attnforge.rtl.butterfly.array:ButterflyArray", "attnforge.tb.butterfly",
+          "streaming radix-2 FFT array of butterfly PEs (lanes samples/cycle, run-time N)"),
 ]}
 
 JOBS = {job.name: job for job in [
     Job("topk", "topk", "attnforge.tb.topk:TOPK_JOB", "select the top k of each score row",
         inputs="scores (int B×N) and k (int B, or one int)",
         outputs="mask (bool B×N), cycles (int64 B), total_cycles"),
+    Job("fft", "butterfly", "attnforge.tb.butterfly:FFT_JOB", "FFT of each row (natural order)",
+        inputs="re and im (int B×N; im optional)",
+        outputs="re, im (int64 B×N, natural order), scale_log2 (int64 B: out × 2**scale_log2 "
+                "≈ numpy.fft.fft), cycles (int64 B), total_cycles"),
 ]}
 
 

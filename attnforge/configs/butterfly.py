@@ -66,6 +66,21 @@ class ButterflyConfig(BlockConfig):
             raise ConfigError(f"pes={self.pes} must be ≥ lanes/2={self.lanes // 2}: a PE takes "
                               f"two samples per cycle, so fewer could not keep up with one stage")
 
+    def manifest_notes(self):
+        """Formats, scaling and the streaming array's size, for the generated module's manifest."""
+        pes = self.lanes // 2 * self.stages_max
+        return {"formats": {
+                    "data": f"signed {self.width}-bit integer per real component (re, im); a "
+                            f"complex sample is one {2 * self.width}-bit element, re in the low half",
+                    "coefficient": f"signed Q2.{self.coef_frac} ({self.twiddle_bits} bits)",
+                    "rounding": "round half up after each butterfly, then saturate",
+                },
+                "scaling": "fixed: shift 1 per stage; output × 2**log2n ≈ numpy.fft.fft(input)",
+                "array": {"pe_columns": self.stages_max, "pes": pes,
+                          "multipliers": self.MULTIPLIERS_PER_PE * pes,
+                          "pe_latency": self.PE_LATENCY,
+                          "transform_lengths": f"2**log2n, {max(self.lanes, 2)} … {self.n_max}"}}
+
     @property
     def coef_frac(self):
         """Fraction bits of a coefficient (Q2.F): ``twiddle_bits - 2``."""

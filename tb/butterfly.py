@@ -1,0 +1,337 @@
+"""Testbench of the butterfly array: the cocotb test, and the host side that runs it.
+
+The cocotb test (:func:`butterfly_job`) streams the job's transforms through the generated
+array with random valid gaps and ready backpressure and records every output beat with its
+cycle. The host side turns that into transforms and cycle counts:
+
+* :func:`simulate_fft` / :func:`compare_fft`: transforms of any lengths back to back,
+  checked bit for bit against :func:`attnforge.sim.butterfly.fft` (``"fixed"`` scaling:
+  ``scale_log2 = log2 N``); at full rate the cycles must equal
+  :func:`attnforge.sim.butterfly.fft_array_cycles` exactly.
+* :func:`regression`: one seed of ``attnforge verify butterfly``.
+* :data:`FFT_JOB`: ``attnforge run fft``.
+
+A complex sample is one ``2·width``-bit element of the payload's ``data`` array, ``re`` in
+the low half (the manifest lists ``data`` as ``lanes`` elements of ``2·width`` bits).
+"""
+
+import functools
+
+import cocotb
+import numpy as np
+
+from ..configs.butterfly import ButterflyConfig
+from ..sim import butterfly as model
+from .harness import start
+from .streams import StreamSink, StreamSource
+
+__all__ = ["check_fft_batch", "fft_vectors", "fft_regression_batch", "minilm_fft_rows",
+           "simulate_fft", "compare_fft", "regression", "FFT_JOB"]
+
+
+# ---- the cocotb test ----------------------------------------------------------------------
+
+def _pack_complex(re, im, width):
+    mask = (1 << width) - 1
+    return [(int(r) & mask) | (int(i) & mask) << width for r, i in zip(re, im)]
+
+
+def _unpack_complex(words, width):
+    mask, sign = (1 << width) - 1, 1 << (width - 1)
+    re = [((w & mask) ^ sign) - sign for w in words]
+    im = [(((w >> width) & mask) ^ sign) - sign for w in words]
+    return re, im
+
+
+@cocotb.test()
+async def butterfly_job(dut):
+    bench = await start(dut)
+    job = bench.job
+    params = bench.manifest["parameters"]
+    lanes, width = int(params["lanes"]), int(params["width"])
+    lengths = [int(n) for n in job["lengths"]]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
+    beats = []
+    for start_at, n in zip(starts, lengths):
+        re, im = job["re"][start_at:start_at + n], job["im"][start_at:start_at + n]
+        n_beats = n // lanes
+        for beat in range(n_beats):
+            span = slice(beat * lanes, (beat + 1) * lanes)
+            beats.append({"data": _pack_complex(re[span], im[span], width),
+                          "log2n": n.bit_length() - 1, "last": int(beat == n_beats - 1)})
+    source = StreamSource(dut, "i", dut.clk, bench.counter, bench.payload("i"),
+                          rate=bench.rate("in_rate"), rng=bench.rng)
+    sink = StreamSink(dut, "o", dut.clk, bench.counter, bench.payload("o"),
+                      rate=bench.rate("out_rate"), rng=bench.rng)
+    cocotb.start_soon(source.send(beats))
+    ends = len(lengths)
+    await sink.recv(lambda got: sum(beat["last"] for beat in got) >= ends)
+    out = sink.beats
+    words = [word for beat in out for word in beat["data"]]
+    re, im = _unpack_complex(words, width)
+    bench.save(
+        in_cycles=np.array(source.accepted, dtype=np.int64),
+        out_cycles=np.array(sink.cycles, dtype=np.int64),
+        re=np.array(re, dtype=np.int64), im=np.array(im, dtype=np.int64),
+        last=np.array([beat["last"] for beat in out], dtype=np.int64),
+        error=np.int64(int(dut.error.value)),
+    )
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+def _min_length(cfg):
+    return max(cfg.lanes, 2)
+
+
+def check_fft_batch(re, im, cfg):
+    """Validate transforms for the array; return them as lists of int64 vectors.
+
+    ``re`` and ``im`` are B×N arrays or lists of B vectors (``im=None``: real input). Raises
+    ``ValueError`` naming the transform and the problem (length not a power of two in
+    ``[max(lanes, 2), n_max]``, value outside the signed ``width``-bit range, non-integers).
+    """
+    re_list = _vectors(re, "re")
+    im_list = [np.zeros_like(v) for v in re_list] if im is None else _vectors(im, "im")
+    if len(re_list) != len(im_list):
+        raise ValueError(f"re holds {len(re_list)} transforms but im holds {len(im_list)}")
+    if not re_list:
+        raise ValueError("no transforms: re is empty")
+    lo = _min_length(cfg)
+    for index, (r, i) in enumerate(zip(re_list, im_list)):
+        n = len(r)
+        if len(i) != n:
+            raise ValueError(f"transform {index}: re has {n} samples but im has {len(i)}")
+        if n < lo or n > cfg.n_max or n & (n - 1):
+            raise ValueError(f"transform {index}: N={n} is out of range: expected a power of two "
+                             f"in [{lo}, n_max={cfg.n_max}] (lanes={cfg.lanes})")
+        for name, values in (("re", r), ("im", i)):
+            if values.min() < cfg.data_min or values.max() > cfg.data_max:
+                bad = int(values.min() if values.min() < cfg.data_min else values.max())
+                raise ValueError(f"transform {index}: {name} value {bad} is out of range for "
+                                 f"width={cfg.width}: expected [{cfg.data_min}, {cfg.data_max}]")
+    return re_list, im_list
+
+
+def _vectors(values, name):
+    if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
+        values = np.asarray(values)
+        if values.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D array (B×N), not shape {values.shape}")
+        rows = list(values)
+    else:
+        rows = [np.asarray(v) for v in values]
+    out = []
+    for index, row in enumerate(rows):
+        if row.ndim != 1:
+            raise ValueError(f"{name} transform {index} must be 1-D, not shape {row.shape}")
+        if not (np.issubdtype(row.dtype, np.integer) or row.dtype == bool):
+            raise ValueError(f"{name} values must be integers, not {row.dtype}")
+        out.append(row.astype(np.int64))
+    return out
+
+
+def fft_vectors(cfg, n, rng):
+    """Named inputs of length ``n``: random and documented edge cases, as ``(re, im)``.
+
+    Full scale (random, extremes, a full-scale complex square wave that saturates, DC at the
+    limit), tiny (±1: underflows stage by stage), a bin-exact tone at the documented
+    no-saturation magnitude, an impulse, zeros.
+    """
+    lo, hi = cfg.data_min, cfg.data_max
+    t = np.arange(n)
+    amp = (1 << (cfg.width - 1)) - 2 * (n.bit_length() - 1)
+    bin_ = int(rng.integers(n))
+    tone = amp * np.exp(2j * np.pi * bin_ * t / n) / np.sqrt(2)
+    impulse = np.zeros(n, dtype=np.int64)
+    impulse[int(rng.integers(n))] = hi
+    square = np.where(t % 2 == 0, hi, lo)
+    return {
+        "random": (rng.integers(lo, hi + 1, n), rng.integers(lo, hi + 1, n)),
+        "extremes": (rng.choice([lo, hi, 0, -1, 1], n), rng.choice([lo, hi, 0, -1, 1], n)),
+        "square": (square, square[::-1].copy()),
+        "dc_max": (np.full(n, hi), np.full(n, lo)),
+        "tiny": (rng.integers(-1, 2, n), rng.integers(-1, 2, n)),
+        "tone": (np.trunc(tone.real).astype(np.int64), np.trunc(tone.imag).astype(np.int64)),
+        "impulse": (impulse, np.zeros(n, dtype=np.int64)),
+        "zeros": (np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)),
+    }
+
+
+def fft_regression_batch(cfg, seed):
+    """One seed's transforms: every length in ``[max(lanes, 2), n_max]``, every kind of
+    :func:`fft_vectors`, shuffled so the length changes often. Returns ``(re, im, kinds)``."""
+    rng = np.random.default_rng([seed, cfg.width, cfg.n_max, cfg.lanes])
+    lengths = []
+    n = _min_length(cfg)
+    while n <= cfg.n_max:
+        lengths.append(n)
+        n *= 2
+    items = []
+    for n in lengths:
+        items += [(kind, *pair) for kind, pair in fft_vectors(cfg, n, rng).items()]
+    order = rng.permutation(len(items))
+    items = [items[i] for i in order]
+    return [it[1] for it in items], [it[2] for it in items], [it[0] for it in items]
+
+
+def minilm_fft_rows(cfg, n, count, *, layer=3, passage=0):
+    """Real data: ``count`` MiniLM-L6 hidden-state vectors (tokens of ``passage`` at ``layer``),
+    their first ``n`` features quantized to ``width`` bits (one scale over the rows)."""
+    from ..sim import minilm
+    hidden = np.asarray(_minilm_hidden(passage)[layer][:count, :n], dtype=np.float64)
+    q, _ = minilm.quantize_symmetric(hidden, cfg.width)
+    return q
+
+
+@functools.lru_cache(maxsize=4)
+def _minilm_hidden(passage):
+    from ..sim import minilm
+    return minilm.forward(minilm.tokenize(minilm.PASSAGES[passage])).hidden
+
+
+# ---- host side ----------------------------------------------------------------------------
+
+def simulate_fft(re, im, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0, out_rate=1.0,
+                 seed=0, build_root=None, waves=False, progress=None):
+    """Stream transforms back to back through the generated array; return outputs and cycles.
+
+    ``re``/``im``: B×N arrays or lists of B vectors of any valid lengths (``im=None``: real).
+    Returns a dict: ``re``, ``im`` (B×N int64, or lists for mixed lengths), ``scale_log2``
+    (B: ``log2 N``), ``cycles`` (B: first input beat accepted to last output beat,
+    inclusive), ``total_cycles``, ``first_in``, ``last_out`` (B, cycle numbers), ``error``
+    (the array's sticky error flag at the end).
+    """
+    from ..gen.blocks import generate
+    from .runner import run_job
+
+    re_list, im_list = check_fft_batch(re, im, cfg)
+    lengths = np.array([len(v) for v in re_list], dtype=np.int64)
+    sv, manifest = generate("butterfly", cfg, build_root=build_root)
+    job = {"re": np.concatenate(re_list), "im": np.concatenate(im_list), "lengths": lengths,
+           "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
+    result = run_job(sv, "butterfly", "attnforge.tb.butterfly", job, sim=sim, manifest=manifest,
+                     build_root=build_root, waves=waves, progress=progress)
+    batch = len(re_list)
+    beats = lengths // cfg.lanes
+    first_beats = np.concatenate([[0], np.cumsum(beats)[:-1]])
+    first_in = result["in_cycles"][first_beats]
+    ends = np.flatnonzero(result["last"])
+    if len(ends) != batch:
+        raise AssertionError(f"expected {batch} transforms out, saw {len(ends)} last beats")
+    expected_ends = np.cumsum(beats) - 1
+    if not np.array_equal(ends, expected_ends):
+        bad = int(np.flatnonzero(ends != expected_ends)[0])
+        raise AssertionError(f"transform {bad} (N={lengths[bad]}): last beat is output beat "
+                             f"{ends[bad]}, expected {expected_ends[bad]}")
+    last_out = result["out_cycles"][ends]
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    out_re = [result["re"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    out_im = [result["im"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    if len(set(lengths.tolist())) == 1:
+        out_re, out_im = np.stack(out_re), np.stack(out_im)
+    return {"re": out_re, "im": out_im,
+            "scale_log2": np.array([n.bit_length() - 1 for n in lengths.tolist()], dtype=np.int64),
+            "cycles": last_out - first_in + 1, "total_cycles": int(last_out[-1] - first_in[0] + 1),
+            "first_in": first_in, "last_out": last_out, "error": int(result["error"])}
+
+
+def compare_fft(re, im, result, cfg=ButterflyConfig(), *, check_cycles=False):
+    """Check a :func:`simulate_fft` result against sim/butterfly.py bit for bit; with
+    ``check_cycles`` (full-rate runs) also against the cycle model. Raise AssertionError."""
+    re_list, im_list = check_fft_batch(re, im, cfg)
+    if result["error"]:
+        raise AssertionError("the array raised its error flag on valid input")
+    for index, (r, i) in enumerate(zip(re_list, im_list)):
+        want_re, want_im, scale = model.fft(r, i, cfg)
+        got_re, got_im = np.asarray(result["re"][index]), np.asarray(result["im"][index])
+        bad = np.flatnonzero((got_re != want_re) | (got_im != want_im))
+        if bad.size:
+            show = bad[:4]
+            raise AssertionError(
+                f"transform {index} (N={len(r)}): {bad.size} bins differ from the model, first "
+                f"{bad[:8].tolist()}: rtl {got_re[show].tolist()}+j{got_im[show].tolist()}, "
+                f"model {want_re[show].tolist()}+j{want_im[show].tolist()}")
+        if int(result["scale_log2"][index]) != int(scale):
+            raise AssertionError(f"transform {index}: scale_log2 {result['scale_log2'][index]} "
+                                 f"!= model {int(scale)}")
+    if check_cycles:
+        timing = model.fft_array_cycles([len(r) for r in re_list], cfg)
+        if not np.array_equal(result["cycles"], timing["latency"]):
+            bad = int(np.flatnonzero(result["cycles"] != timing["latency"])[0])
+            raise AssertionError(f"transform {bad}: {result['cycles'][bad]} cycles, the cycle "
+                                 f"model says {timing['latency'][bad]}")
+        if result["total_cycles"] != timing["total"]:
+            raise AssertionError(f"{result['total_cycles']} cycles in all, the cycle model "
+                                 f"says {timing['total']}")
+
+
+def regression(cfg, seed, *, sim, build_root=None):
+    """One seed of the regression: every length and kind of input back to back; odd seeds
+    with random valid gaps and backpressure, even seeds at full rate with the cycle model."""
+    from .vectors import stream_rates
+    re, im, kinds = fft_regression_batch(cfg, seed)
+    in_rate, out_rate = stream_rates(seed)
+    full = in_rate == 1.0 and out_rate == 1.0
+    result = simulate_fft(re, im, cfg, sim=sim, in_rate=in_rate, out_rate=out_rate, seed=seed,
+                          build_root=build_root)
+    try:
+        compare_fft(re, im, result, cfg, check_cycles=full)
+    except AssertionError as exc:
+        message = str(exc)
+        if message.startswith("transform "):
+            index = int(message.split()[1])
+            message = f"{message} [{kinds[index]}]"
+        raise AssertionError(message) from None
+    lengths = ",".join(str(n) for n in sorted({len(r) for r in re}))
+    return (f"{len(re)} transforms N={lengths}, rates {in_rate}/{out_rate}, "
+            f"{result['total_cycles']} cycles{', cycle model exact' if full else ''}")
+
+
+# ---- attnforge run fft --------------------------------------------------------------------
+
+class FftJob:
+    """``attnforge run fft``: ``re``, ``im`` (int B×N) in; the transforms and cycles out."""
+
+    def load(self, arrays, cfg):
+        if "re" not in arrays:
+            raise ValueError(f"no re array (expected re: int B×N and im: int B×N; found "
+                             f"{', '.join(arrays) or 'none'})")
+        re, im = arrays["re"], arrays.get("im")
+        for name, values in (("re", re), ("im", im)):
+            if values is not None and values.ndim != 2:
+                raise ValueError(f"{name} must be 2-D (B×N), not shape {values.shape}")
+        if im is not None and im.shape != re.shape:
+            raise ValueError(f"re and im differ in shape: {re.shape} vs {im.shape}")
+        re_list, im_list = check_fft_batch(re, im, cfg)
+        return {"re": np.stack(re_list), "im": np.stack(im_list)}
+
+    def describe(self, inputs):
+        re = inputs["re"]
+        return f"{len(re)} transforms of N={re.shape[1]}"
+
+    def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
+        from ..gen.blocks import JobResult
+        re, im = inputs["re"], inputs["im"]
+        result = simulate_fft(re, im, cfg, sim=sim, build_root=build_root, waves=waves,
+                              progress=progress)
+        mismatch = None
+        try:
+            compare_fft(re, im, result, cfg, check_cycles=True)
+        except AssertionError as exc:
+            mismatch = str(exc)
+        batch, n = re.shape
+        check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
+        total = result["total_cycles"]
+        summary = (f"fft: {batch} transforms, N={n}, {total} cycles total, "
+                   f"{batch * n / total:.2f} samples/cycle (limit {cfg.lanes} = lanes), "
+                   f"out × 2**{n.bit_length() - 1} ≈ numpy.fft.fft: {check}")
+        arrays = {"re": np.asarray(result["re"], dtype=np.int64),
+                  "im": np.asarray(result["im"], dtype=np.int64),
+                  "scale_log2": result["scale_log2"],
+                  "cycles": np.asarray(result["cycles"], dtype=np.int64),
+                  "total_cycles": np.int64(total)}
+        return JobResult(arrays, summary, mismatch)
+
+
+FFT_JOB = FftJob()

@@ -1,0 +1,140 @@
+"""``attnforge`` on the butterfly array: params, verilog, run fft (inputs and errors), verify."""
+
+import json
+
+import numpy as np
+import pytest
+
+from attnforge.configs.butterfly import ButterflyConfig
+from attnforge.gen.cli import main
+from attnforge.sim import butterfly as model
+
+TINY = ["width=12", "twiddle_bits=12", "n_max=32", "lanes=2", "pes=1"]
+TINY_CFG = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2, pes=1)
+
+
+def run_cli(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_params_lists_the_formats(capsys):
+    status, out, _ = run_cli(capsys, "params", "butterfly", "--set", *TINY)
+    assert status == 0
+    assert "twiddle_bits" in out and "n_max" in out
+    assert "with --set: width=12 twiddle_bits=12 n_max=32 lanes=2 pes=1" in out
+
+
+def test_verilog_writes_array_and_manifest(capsys, tmp_path):
+    status, out, _ = run_cli(capsys, "verilog", "butterfly", "--set", *TINY, "-o", tmp_path)
+    assert status == 0
+    sv, manifest = tmp_path / "butterfly.sv", tmp_path / "butterfly.json"
+    assert out.split() == [str(sv), str(manifest)]
+    assert "module butterfly" in sv.read_text()
+    info = json.loads(manifest.read_text())
+    assert info["parameters"] == TINY_CFG.as_dict()
+    fields_in, fields_out = info["streams"]["i"]["fields"], info["streams"]["o"]["fields"]
+    assert set(fields_in) == {"data", "log2n", "last"} and set(fields_out) == {"data", "last"}
+    assert fields_in["data"]["count"] == 2 and fields_in["data"]["width"] == 24
+    assert "error" in info["ports"]
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("lanes=64", ["lanes=64", "n_max=32"]),
+    ("width=19", ["width=19", "[4, 18]"]),
+    ("n_max=48", ["n_max=48", "power of two"]),
+])
+def test_bad_parameters_exit_2(capsys, tmp_path, assignment, words):
+    status, _, err = run_cli(capsys, "verilog", "butterfly", "--set", *TINY, assignment,
+                             "-o", tmp_path / "out")
+    assert status == 2 and err.startswith("error: ")
+    for word in words:
+        assert word in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case, words", [
+    ("n_not_power", ["N=24", "power of two", "[2, n_max=32]"]),
+    ("n_too_long", ["N=64", "n_max=32"]),
+    ("too_wide", ["re value 2048", "width=12", "[-2048, 2047]"]),
+    ("im_too_wide", ["im value -2049", "[-2048, 2047]"]),
+    ("float", ["integers", "float"]),
+    ("no_re", ["no re array", "found x"]),
+    ("shapes", ["differ in shape", "(3, 32)", "(3, 16)"]),
+    ("one_d", ["2-D", "(32,)"]),
+    ("empty", ["no transforms"]),
+])
+def test_run_fft_rejects_bad_inputs(capsys, tmp_path, case, words):
+    rng = np.random.default_rng(0)
+    re = rng.integers(-2048, 2048, size=(3, 32))
+    im = rng.integers(-2048, 2048, size=(3, 32))
+    arrays = {"re": re, "im": im}
+    if case == "n_not_power":
+        arrays = {"re": re[:, :24], "im": im[:, :24]}
+    elif case == "n_too_long":
+        arrays = {"re": np.hstack([re, re]), "im": np.hstack([im, im])}
+    elif case == "too_wide":
+        re[2, 7] = 2048
+    elif case == "im_too_wide":
+        im[1, 0] = -2049
+    elif case == "float":
+        arrays["re"] = re.astype(float)
+    elif case == "no_re":
+        arrays = {"x": re}
+    elif case == "shapes":
+        arrays["im"] = im[:, :16]
+    elif case == "one_d":
+        arrays = {"re": re[0]}
+    elif case == "empty":
+        arrays = {"re": np.zeros((0, 32), dtype=np.int64)}
+    path = tmp_path / "in.npz"
+    np.savez(path, **arrays)
+    out = tmp_path / "out.npz"
+    status, _, err = run_cli(capsys, "run", "fft", "--set", *TINY, "--input", path,
+                             "--output", out)
+    assert status == 2, err
+    assert err.startswith("error: ")
+    for word in words:
+        assert word in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+
+
+@pytest.mark.sim
+@pytest.mark.xdist_group("butterfly-small")
+def test_run_fft_on_verilator(capsys, tmp_path, build_root):
+    rng = np.random.default_rng(3)
+    re = rng.integers(-2048, 2048, size=(5, 32))
+    im = rng.integers(-2048, 2048, size=(5, 32))
+    re[1], im[1] = 2047, -2048                     # full-scale DC: saturates
+    path = tmp_path / "in.npz"
+    np.savez(path, re=re, im=im)
+    out = tmp_path / "sub" / "out.npz"
+    status, stdout, _ = run_cli(capsys, "run", "fft", "--set", *TINY, "--input", path,
+                                "--output", out, "--sim", "verilator", "--build-root", build_root)
+    assert status == 0, stdout
+    assert "5 transforms, N=32" in stdout and "matches the model" in stdout
+    timing = model.fft_array_cycles([32] * 5, TINY_CFG)
+    with np.load(out) as result:
+        want_re, want_im, scale = model.fft(re, im, TINY_CFG)
+        np.testing.assert_array_equal(result["re"], want_re)
+        np.testing.assert_array_equal(result["im"], want_im)
+        np.testing.assert_array_equal(result["scale_log2"], scale)
+        assert result["cycles"].dtype == np.int64
+        np.testing.assert_array_equal(result["cycles"], timing["latency"])
+        assert result["total_cycles"] == timing["total"]
+        # the documented meaning: out × 2**scale_log2 ≈ numpy.fft.fft (away from saturation)
+        approx = model.descale(result["re"] + 1j * result["im"], result["scale_log2"])
+        exact = np.fft.fft(re + 1j * im)
+        assert model.sqnr_db(approx[[0, 2, 3, 4]], exact[[0, 2, 3, 4]]) > 40
+
+
+@pytest.mark.sim
+@pytest.mark.xdist_group("butterfly-small")
+def test_verify_butterfly(capsys, build_root):
+    status, out, _ = run_cli(capsys, "verify", "butterfly", "--set", *TINY, "--seeds", "2",
+                             "--sim", "verilator", "--build-root", build_root)
+    assert status == 0, out
+    assert "seed   0 verilator PASS" in out and "cycle model exact" in out
+    assert "seed   1 verilator PASS" in out and "rates 0.7/0.6" in out
+    assert "PASS: butterfly" in out and "2 runs" in out

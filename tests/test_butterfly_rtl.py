@@ -1,0 +1,111 @@
+"""The generated butterfly array under cocotb, on Verilator and Icarus, bit-exact against
+sim/butterfly.py.
+
+Every simulation streams transforms of changing lengths back to back (N from
+``max(lanes, 2)`` to ``n_max``). Throttled runs add random valid gaps and ready
+backpressure; full-rate runs also check the cycle model (``fft_array_cycles``) exactly.
+"""
+
+import numpy as np
+import pytest
+
+from attnforge.configs.butterfly import ButterflyConfig
+from attnforge.sim import butterfly as model
+from attnforge.tb.butterfly import (compare_fft, fft_regression_batch, fft_vectors,
+                                    minilm_fft_rows, regression, simulate_fft)
+
+pytestmark = pytest.mark.sim
+
+#: two lanes, narrow formats (twiddle_bits = width): every length 2 … 32
+SMALL = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2, pes=1)
+#: four lanes at the paper's 16 bits: lengths 4 … 128, block-RAM exchanges
+WIDE = ButterflyConfig(width=16, twiddle_bits=16, n_max=128, lanes=4, pes=2)
+
+CONFIGS = [pytest.param(SMALL, marks=pytest.mark.xdist_group("butterfly-small"), id="small"),
+           pytest.param(WIDE, marks=pytest.mark.xdist_group("butterfly-wide"), id="wide")]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("seed", [0, 1], ids=["full-rate", "throttled"])
+def test_regression(cfg, seed, simulator, build_root):
+    """Every length and input kind (random and extreme full scale, saturating square wave,
+    tiny ±1, tone, impulse, zeros) shuffled back to back; seed 1 with gaps and backpressure,
+    seed 0 at full rate with the cycle model checked exactly."""
+    regression(cfg, seed, sim=simulator, build_root=build_root)
+
+
+@pytest.mark.xdist_group("butterfly-wide")
+def test_full_scale_and_tiny_inputs(simulator, build_root):
+    """Overflow and underflow as documented: the full-scale square wave saturates, ±1 inputs
+    shrink to nothing, a tone at the documented bound does not saturate; the RTL agrees with
+    the model on all of them, with backpressure."""
+    cfg = WIDE
+    rng = np.random.default_rng(5)
+    re, im, kinds = [], [], []
+    for n in (128, 16, 64):
+        for kind, (r, i) in fft_vectors(cfg, n, rng).items():
+            if kind in ("square", "dc_max", "tiny", "tone", "extremes"):
+                re.append(r), im.append(i), kinds.append(kind)
+    for kind in ("square", "tiny", "tone"):
+        stats = {}
+        for r, i, k in zip(re, im, kinds):
+            if k == kind:
+                out_re, out_im, _ = model.fft(r, i, cfg, stats=stats)
+                if kind == "tiny":
+                    assert max(np.abs(out_re).max(), np.abs(out_im).max()) <= 1
+        assert (stats["saturated"] > 0) == (kind == "square"), (kind, stats)
+    result = simulate_fft(re, im, cfg, sim=simulator, in_rate=0.8, out_rate=0.5, seed=9,
+                          build_root=build_root)
+    compare_fft(re, im, result, cfg)
+
+
+@pytest.mark.xdist_group("butterfly-wide")
+def test_minilm_hidden_states(simulator, build_root):
+    """Real data: MiniLM-L6 hidden states (layer 3) as 16-bit FFT inputs, N = 128 and 64
+    back to back at full rate (cycle model exact), then with backpressure."""
+    cfg = WIDE
+    rows = minilm_fft_rows(cfg, 128, 8)
+    re = [*rows[:4], *rows[4:, :64]]
+    im = [np.zeros_like(r) for r in re]
+    result = simulate_fft(re, im, cfg, sim=simulator, build_root=build_root)
+    compare_fft(re, im, result, cfg, check_cycles=True)
+    result = simulate_fft(re, None, cfg, sim=simulator, in_rate=0.6, out_rate=0.7, seed=2,
+                          build_root=build_root)
+    compare_fft(re, None, result, cfg)
+    # the real data is not degenerate: the spectrum uses the format
+    assert max(np.abs(np.asarray(r)).max() for r in result["re"]) > 64
+
+
+@pytest.mark.xdist_group("butterfly-small")
+def test_minilm_small_with_backpressure(simulator, build_root):
+    cfg = SMALL
+    rows = minilm_fft_rows(cfg, 32, 12, layer=1, passage=1)
+    result = simulate_fft(rows, rows[::-1].copy(), cfg, sim=simulator, in_rate=0.5,
+                          out_rate=0.4, seed=4, build_root=build_root)
+    compare_fft(rows, rows[::-1].copy(), result, cfg)
+
+
+# ---- the checker itself (no simulator) -----------------------------------------------------
+
+@pytest.mark.parametrize("what", ["one_bit", "scale", "cycles", "error"])
+def test_compare_catches_disagreement(what):
+    """compare_fft fails on one wrong bit, a wrong exponent, a cycle off, the error flag."""
+    cfg = SMALL
+    re, im, _ = fft_regression_batch(cfg, 3)
+    re, im = re[:6], im[:6]
+    outs = [model.fft(r, i, cfg) for r, i in zip(re, im)]
+    timing = model.fft_array_cycles([len(r) for r in re], cfg)
+    result = {"re": [o[0].copy() for o in outs], "im": [o[1].copy() for o in outs],
+              "scale_log2": np.array([int(o[2]) for o in outs]), "error": 0,
+              "cycles": timing["latency"].copy(), "total_cycles": timing["total"]}
+    compare_fft(re, im, result, cfg, check_cycles=True)
+    if what == "one_bit":
+        result["im"][4][1] ^= 1
+    elif what == "scale":
+        result["scale_log2"][2] += 1
+    elif what == "cycles":
+        result["cycles"][5] += 1
+    else:
+        result["error"] = 1
+    with pytest.raises(AssertionError):
+        compare_fft(re, im, result, cfg, check_cycles=True)
