@@ -67,8 +67,9 @@ def _ecp5_mult(m, name, a, b, en):
         p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
         p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
         p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
-        p_GSR="DISABLED", p_RESETMODE="SYNC", p_MULT_BYPASS="DISABLED",
-        p_SOURCEB_MODE="B_INPUT", p_CAS_MATCH_REG="FALSE",
+        # (no SOURCEB_MODE: ecppack knows only its default, B_SHIFT, which with SOURCEB = 0
+        # takes the B input all the same; "B_INPUT" makes it fail)
+        p_GSR="DISABLED", p_RESETMODE="SYNC", p_MULT_BYPASS="DISABLED", p_CAS_MATCH_REG="FALSE",
         i_CLK0=ClockSignal("sync"), i_CE0=Const(1, 1) if en is None else en, i_RST0=Const(0, 1),
         i_SIGNEDA=Const(int(a.shape().signed), 1), i_SIGNEDB=Const(int(b.shape().signed), 1),
         i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),

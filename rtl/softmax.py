@@ -7,14 +7,15 @@ reciprocal with a seed ROM and one Newton step, normalize), widths from
 Three stages work on different rows at once, so a row's normalize overlaps the next row's
 sum and the one after's receive:
 
-1. **Receive** ``L`` scores per beat into one of three slots of the *score buffer*
+1. **Receive** ``L`` scores per beat into one of three row slots of the *score buffer*
    (:class:`~amaranth.lib.memory.Memory`, ``3 × 2**ceil_log2(ceil(n_max / L))`` words of
    ``L`` scores and alive flags) while a registered max tree folds them into the row's
    maximum.
 2. **Sum** reads the slot back one beat per cycle: ``d = max − s``, ``d·mant`` (a pipelined
    multiplier), ``+ half``, ``>> shift`` in two steps and saturation to ``y``; the exp ROM
    (one read port per lane) and the rounding right shift by ``int(y)`` give the terms,
-   which go into one of three slots of the *term buffer* and through a registered adder
+   which go into one of four row slots of the *term buffer* (``4 × 2**ceil_log2(ceil(n_max
+   / L))`` words) and through a registered adder
    tree into the row's sum. The reciprocal pipeline (leading one, seed ROM, two
    multiplies) then gives ``r``, the normalize shift, ``max_prob`` and the refetch decision
    ``max_prob < threshold``.
@@ -23,21 +24,25 @@ sum and the one after's receive:
    pipeline, the term buffer's read port included, advances when the output register is
    free or being read.
 
-A slot is busy for about two passes of its row (receive and sum, or sum and normalize),
-hence three slots per buffer. Every multiplier has registered operands and a registered
-product; every variable shift and adder-tree level ends in a register.
+A score slot is busy for the receive and sum passes of its row, a term slot from the sum
+pass to the end of the normalize pass, reciprocal included (:data:`SCORE_SLOTS`,
+:data:`TERM_SLOTS`). Every multiplier has registered operands and a registered
+product; every variable shift and adder-tree level ends in a register, and every block-RAM
+read is registered once more in the fabric before any logic.
 
 Cycles (:func:`attnforge.sim.softmax.softmax_cycles`): a lone row of ``B = ceil(N / L)``
-beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 28``
+beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 31``
 cycles from its first input handshake to its last output handshake (both included): the
 three passes of ``B`` cycles, the max tree and the adder tree (``ceil_log2(L)`` registers
-each), and 28 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
-9 (``d`` into the multipliers, their products, the products' sum, ``+ half``, two shifts,
-exp ROM, ``+ 2**(i−1)``, ``>> i``), the accumulator 1, the reciprocal and decision 9, the
-slot handover 1, the normalize pass's start 1, its pipeline 4 (operands, product,
-rounding, output register) and the output handshake 1. Rows back to back leave one every
-``B + 1`` cycles: each pass spends one cycle starting a row, so the block sustains ``L``
-scores per cycle but for that cycle per row.
+each), and 31 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
+11 (a register after the block RAM, ``d`` into the multipliers, their products, the
+products' sum, ``+ half``, two shifts, exp ROM, a register after it, ``+ 2**(i−1)``,
+``>> i``), the accumulator 1, the reciprocal and decision 9, the slot handover 1, the
+normalize pass's start 1, its pipeline 5 (a register after the block RAM, operands,
+product, rounding, output register) and the output handshake 1. Rows back to back leave
+one every ``B + 1`` cycles (each pass spends one cycle starting a row) once ``B ≥ 10 +
+ceil_log2(L)/2``; shorter rows are bounded by the term slots' turnaround of ``2·B + 24 +
+ceil_log2(L)`` cycles per four rows.
 
 Multipliers (:func:`attnforge.rtl.dsp.multiply`) keep their operand and product registers
 inside the MULT18X18D blocks on ECP5: ``2·L`` for ``d·mant`` (``d`` is ``score_bits`` > 18
@@ -59,9 +64,13 @@ from .stream import vector_beat
 __all__ = ["Softmax", "input_beat", "output_beat"]
 
 FREE, FILLING, FULL = 0, 1, 2
-#: slots of each buffer: a slot is busy for about two passes of its row, so three keep a
-#: stream of rows at one pass per row
-SLOTS = 3
+#: row slots of the score buffer: one is received while one is summed; a third covers the
+#: max tree's drain and the start cycles
+SCORE_SLOTS = 3
+#: row slots of the term buffer: a slot is held from its row's sum pass, through the
+#: reciprocal, to the end of its normalize pass (2·B + 24 + ceil_log2(L) cycles), so four
+#: keep rows of B ≥ 10 + ceil_log2(L)/2 beats at one pass per row
+TERM_SLOTS = 4
 
 
 def input_beat(cfg):
@@ -92,8 +101,8 @@ def _max_alive(a, b):
     return (a_alive | b_alive, Mux(take_b, b_value, a_value))
 
 
-def _next_slot(slot):
-    return Mux(slot == SLOTS - 1, 0, slot + 1)
+def _next_slot(slot, slots):
+    return Mux(slot == slots - 1, 0, slot + 1)
 
 
 def _recip_err_bits(cfg):
@@ -147,7 +156,7 @@ class Softmax(wiring.Component):
         # d·mant: d has score_bits > 18, so two multipliers and a sum stage
         self._dm_latency = multiply_latency(unsigned(config.score_bits),
                                             unsigned(config.SCALE_MANT_BITS))
-        self.latency = 2 * ceil_log2(self.lanes) + 25 + self._dm_latency
+        self.latency = 2 * ceil_log2(self.lanes) + 28 + self._dm_latency
         super().__init__({
             "i": In(stream.Signature(input_beat(config))),
             "o": Out(stream.Signature(output_beat(config))),
@@ -163,7 +172,6 @@ class Softmax(wiring.Component):
         SB, F, E, G = cfg.score_bits, cfg.score_frac_bits, cfg.sum_frac_bits, cfg.exp_guard_bits
         P, RB, K, EB = cfg.prob_frac_bits, cfg.RECIP_BITS, cfg.RECIP_SEED_BITS, cfg.EXP_BITS
         beat_bits = max(1, ceil_log2(self.beats_max))
-        depth = SLOTS << beat_bits
         prod_bits = SB + cfg.SCALE_MANT_BITS         # d·mant
         # A shift beyond prod_bits + 1 gives y = 0 just as prod_bits + 1 does.
         shift_max = min((1 << cfg.SCALE_SHIFT_BITS) - 1, prod_bits + 1)
@@ -174,18 +182,18 @@ class Softmax(wiring.Component):
         # ---- Stage 1: receive into a score slot, fold the maximum ------------------------
         entry = data.StructLayout({"score": signed(SB), "alive": 1})
         m.submodules.scores = scores = memory.Memory(
-            shape=data.ArrayLayout(entry, L), depth=depth, init=[])
+            shape=data.ArrayLayout(entry, L), depth=SCORE_SLOTS << beat_bits, init=[])
         s_wr = scores.write_port()
         s_rd = scores.read_port()
 
-        score_state = Array(Signal(2, name=f"score{s}_state") for s in range(SLOTS))
-        slot_max = Array(Signal(signed(SB), name=f"score{s}_max") for s in range(SLOTS))
-        slot_last = Array(Signal(beat_bits, name=f"score{s}_last_beat") for s in range(SLOTS))
-        slot_mant = Array(Signal(cfg.SCALE_MANT_BITS, name=f"score{s}_mant") for s in range(SLOTS))
-        slot_shift = Array(Signal(range(shift_max + 1), name=f"score{s}_shift") for s in range(SLOTS))
-        slot_thr = Array(Signal(cfg.threshold_bits, name=f"score{s}_threshold") for s in range(SLOTS))
+        score_state = Array(Signal(2, name=f"score{s}_state") for s in range(SCORE_SLOTS))
+        slot_max = Array(Signal(signed(SB), name=f"score{s}_max") for s in range(SCORE_SLOTS))
+        slot_last = Array(Signal(beat_bits, name=f"score{s}_last_beat") for s in range(SCORE_SLOTS))
+        slot_mant = Array(Signal(cfg.SCALE_MANT_BITS, name=f"score{s}_mant") for s in range(SCORE_SLOTS))
+        slot_shift = Array(Signal(range(shift_max + 1), name=f"score{s}_shift") for s in range(SCORE_SLOTS))
+        slot_thr = Array(Signal(cfg.threshold_bits, name=f"score{s}_threshold") for s in range(SCORE_SLOTS))
 
-        rs = Signal(range(SLOTS))                     # the slot being received
+        rs = Signal(range(SCORE_SLOTS))                     # the slot being received
         rbeat = Signal(beat_bits)
         ends = self.i.payload.last | (rbeat == self.beats_max - 1)
         m.d.comb += self.i.ready.eq(score_state[rs] == FREE)
@@ -210,7 +218,7 @@ class Softmax(wiring.Component):
                 m.d.sync += [
                     slot_last[rs].eq(rbeat),
                     score_state[rs].eq(FILLING),
-                    rs.eq(_next_slot(rs)),
+                    rs.eq(_next_slot(rs, SCORE_SLOTS)),
                     rbeat.eq(0),
                 ]
             with m.Else():
@@ -237,27 +245,27 @@ class Softmax(wiring.Component):
         # ---- Stage 2: terms and their sum --------------------------------------------------
         term_entry = data.StructLayout({"term": unsigned(E + 1), "alive": 1})
         m.submodules.terms = terms = memory.Memory(
-            shape=data.ArrayLayout(term_entry, L), depth=depth, init=[])
+            shape=data.ArrayLayout(term_entry, L), depth=TERM_SLOTS << beat_bits, init=[])
         t_wr = terms.write_port()
         t_rd = terms.read_port()
         m.submodules.exp_rom = exp_rom = memory.Memory(
             shape=unsigned(EB + 1), depth=cfg.exp_table_size, init=cfg.exp_table())
         exp_ports = [exp_rom.read_port() for _ in range(L)]
 
-        term_state = Array(Signal(2, name=f"term{s}_state") for s in range(SLOTS))
-        term_last = Array(Signal(beat_bits, name=f"term{s}_last_beat") for s in range(SLOTS))
-        term_thr = Array(Signal(cfg.threshold_bits, name=f"term{s}_threshold") for s in range(SLOTS))
+        term_state = Array(Signal(2, name=f"term{s}_state") for s in range(TERM_SLOTS))
+        term_last = Array(Signal(beat_bits, name=f"term{s}_last_beat") for s in range(TERM_SLOTS))
+        term_thr = Array(Signal(cfg.threshold_bits, name=f"term{s}_threshold") for s in range(TERM_SLOTS))
         sh_max = RB + cfg.sum_bits - 1 - G - P      # the normalize shift RB + z − G − P
         sh_bits = unsigned(ceil_log2(sh_max + 1))
         norm_bits = max(EB + 1 + RB, sh_max) + 1     # (term >> G)·r + half
-        term_r = Array(Signal(RB, name=f"term{s}_r") for s in range(SLOTS))
-        term_sh = Array(Signal(sh_bits, name=f"term{s}_shift") for s in range(SLOTS))
-        term_half = Array(Signal(norm_bits, name=f"term{s}_half") for s in range(SLOTS))
-        term_mp = Array(Signal(cfg.prob_bits, name=f"term{s}_max_prob") for s in range(SLOTS))
-        term_ref = Array(Signal(name=f"term{s}_refetch") for s in range(SLOTS))
+        term_r = Array(Signal(RB, name=f"term{s}_r") for s in range(TERM_SLOTS))
+        term_sh = Array(Signal(sh_bits, name=f"term{s}_shift") for s in range(TERM_SLOTS))
+        term_half = Array(Signal(norm_bits, name=f"term{s}_half") for s in range(TERM_SLOTS))
+        term_mp = Array(Signal(cfg.prob_bits, name=f"term{s}_max_prob") for s in range(TERM_SLOTS))
+        term_ref = Array(Signal(name=f"term{s}_refetch") for s in range(TERM_SLOTS))
 
-        ss = Signal(range(SLOTS))                     # score slot read by the sum stage
-        ts = Signal(range(SLOTS))                     # term slot it writes
+        ss = Signal(range(SCORE_SLOTS))                     # score slot read by the sum stage
+        ts = Signal(range(TERM_SLOTS))                     # term slot it writes
         sbusy = Signal()
         sbeat = Signal(beat_bits)
         s_last = Signal(beat_bits)
@@ -284,19 +292,22 @@ class Softmax(wiring.Component):
                 m.d.sync += [
                     sbusy.eq(0),
                     score_state[ss].eq(FREE),
-                    ss.eq(_next_slot(ss)),
+                    ss.eq(_next_slot(ss, SCORE_SLOTS)),
                     term_state[ts].eq(FILLING),
-                    ts.eq(_next_slot(ts)),
+                    ts.eq(_next_slot(ts, TERM_SLOTS)),
                 ]
         # A: the score buffer's read register holds the beat.
         a = stage(m, "sa", valid=sbusy, first=sbeat == 0, last=sbeat == s_last, beat=sbeat,
                    slot=ts, max=cur_max, mant=cur_mant, shift=cur_shift, half=cur_half)
         lanes = range(L)
+        # A': a fabric register after the block RAM (its clock-to-out is slow).
+        a = stage(m, "sa2", **vars(a), score=[s_rd.data[n].score for n in lanes],
+                  alive=[s_rd.data[n].alive for n in lanes])
         # B, C (, C'): d = max − s into the multipliers' operand registers, d·mant.
-        dm = [multiply(m, f"dm{n}", (a.max - s_rd.data[n].score)[:SB], a.mant, platform=platform)
+        dm = [multiply(m, f"dm{n}", (a.max - a.score[n])[:SB], a.mant, platform=platform)
               for n in lanes]
         c = SimpleNamespace(valid=a.valid, first=a.first, last=a.last, beat=a.beat, slot=a.slot,
-                            shift=a.shift, half=a.half, alive=[s_rd.data[n].alive for n in lanes])
+                            shift=a.shift, half=a.half, alive=a.alive)
         for k in range(self._dm_latency):
             c = stage(m, f"sc{k}", **vars(c))
         # D: + half (round half up).
@@ -321,10 +332,12 @@ class Softmax(wiring.Component):
         ints = [f.y[n][F:] for n in lanes]
         g = stage(m, "sg", valid=f.valid, first=f.first, last=f.last, beat=f.beat, slot=f.slot,
                    alive=f.alive, i=[Mux(v > i_max, i_max, v)[:ceil_log2(i_max + 1)] for v in ints])
+        # G': a fabric register after the ROM.
+        g = stage(m, "sg2", **vars(g), exp=[exp_ports[n].data for n in lanes])
         # H: (EXP[f] << G) + 2**(i−1).
         h = stage(m, "sh", valid=g.valid, first=g.first, last=g.last, beat=g.beat, slot=g.slot,
                    alive=g.alive, i=g.i,
-                   v=[((exp_ports[n].data << G) + (Const(1, E + 3) << g.i[n] >> 1))[:E + 2] for n in lanes])
+                   v=[((g.exp[n] << G) + (Const(1, E + 3) << g.i[n] >> 1))[:E + 2] for n in lanes])
         # I: >> i; dead lanes 0. The terms go to the term buffer and the adder tree.
         t = stage(m, "si", valid=h.valid, first=h.first, last=h.last, beat=h.beat, slot=h.slot,
                    alive=h.alive,
@@ -398,7 +411,7 @@ class Softmax(wiring.Component):
         # ---- Stage 3: normalize, with output backpressure ----------------------------------
         en = Signal()
         m.d.comb += en.eq(~self.o.valid | self.o.ready)
-        ns = Signal(range(SLOTS))
+        ns = Signal(range(TERM_SLOTS))
         nbusy = Signal()
         nbeat = Signal(beat_bits)
         n_last = Signal(beat_bits)
@@ -423,14 +436,16 @@ class Softmax(wiring.Component):
         with m.If(issue):
             m.d.sync += nbeat.eq(nbeat + 1)
             with m.If(nbeat == n_last):
-                m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns))]
+                m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns, TERM_SLOTS))]
         n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=cur_r, sh=cur_sh,
                     half=cur_half, mp=cur_mp, ref=cur_ref)
+        # A fabric register after the block RAM.
+        n0 = stage(m, "n0b", en=en, **vars(n0), alive=Cat(t_rd.data[n].alive for n in lanes),
+                   t=[t_rd.data[n].term[G:] for n in lanes])
         # (term >> G)·r: operand registers (n1), product (n2).
-        tr = [multiply(m, f"nm{n}", t_rd.data[n].term[G:], n0.r, en=en, platform=platform)
-              for n in lanes]
+        tr = [multiply(m, f"nm{n}", n0.t[n], n0.r, en=en, platform=platform) for n in lanes]
         n1 = stage(m, "n1", en=en, valid=n0.valid, last=n0.last, sh=n0.sh, half=n0.half,
-                    mp=n0.mp, ref=n0.ref, alive=Cat(t_rd.data[n].alive for n in lanes))
+                    mp=n0.mp, ref=n0.ref, alive=n0.alive)
         n2 = stage(m, "n2", en=en, valid=n1.valid, last=n1.last, sh=n1.sh, half=n1.half,
                     mp=n1.mp, ref=n1.ref, alive=n1.alive)
         n3 = stage(m, "n3", en=en, valid=n2.valid, last=n2.last, sh=n2.sh, mp=n2.mp, ref=n2.ref,

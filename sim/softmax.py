@@ -254,7 +254,7 @@ def softmax_fixed(scores_int, scale, cfg=QKConfig(), alive=None):
 
 
 #: the fixed part of a lone row's cycles in rtl/softmax.py (pipelines and start cycles)
-SOFTMAX_FIXED_CYCLES = 28
+SOFTMAX_FIXED_CYCLES = 31
 
 
 def softmax_cycles(n_keys, cfg=QKConfig()):

@@ -70,6 +70,8 @@ def test_ecp5_cells_have_their_registers():
     assert text.count("cell \\MULT18X18D") == 3
     for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
         assert text.count(f'parameter \\{reg} "CLK0"') == 3
+    # ecppack knows only SOURCEB_MODE's default (B_SHIFT): setting "B_INPUT" breaks packing
+    assert "SOURCEB_MODE" not in text
     with pytest.raises(ValueError, match="one operand of at most 18 bits"):
         multiply(m, "bad", Signal(20), Signal(20))
     with pytest.raises(ValueError, match="splits only an unsigned wide operand"):

@@ -204,16 +204,24 @@ def test_default_config_full_row():
 @pytest.mark.parametrize("cfg", [SMALL, ONE, THREE, FOUR], ids=["L2", "L1", "L3", "L4"])
 def test_cycles_match_the_model(cfg):
     """A lone row at full rate: last output exactly softmax_cycles(N) after the first input;
-    back to back, a row every ceil(N/L) + 1 cycles."""
+    back to back, a row every B + 1 cycles (B = ceil(N/L) ≥ 10 + ceil_log2(L)/2), and four
+    rows every 2·B + 24 + ceil_log2(L) cycles when shorter."""
     rng = random.Random(9)
     for n in (1, cfg.scores_per_cycle + 1, cfg.n_max):
         rows = [Row([rng.randint(-999, 999) for _ in range(n)], cfg=cfg)]
         _, times, dut = check(cfg, rows, gap=0, stall=0)
         assert times["last_out"][0] - times["first_in"][0] + 1 == sm.softmax_cycles(n, cfg)
-    rows = [Row([rng.randint(-999, 999) for _ in range(cfg.n_max)], cfg=cfg) for _ in range(4)]
+    L, tree = cfg.scores_per_cycle, (cfg.scores_per_cycle - 1).bit_length()
+    for beats in (cfg.n_max // L, 10 + -(-tree // 2)):
+        rows = [Row([rng.randint(-999, 999) for _ in range(beats * L)], cfg=cfg) for _ in range(5)]
+        _, times, _ = check(cfg, rows, gap=0, stall=0)
+        assert np.diff(times["last_out"]).tolist() == [beats + 1] * 4
+    # shorter rows: four term slots turn around in 2·B + 24 + ceil_log2(L) cycles
+    beats = 4
+    rows = [Row([rng.randint(-999, 999) for _ in range(beats * L)], cfg=cfg) for _ in range(12)]
     _, times, _ = check(cfg, rows, gap=0, stall=0)
-    beats = -(-cfg.n_max // cfg.scores_per_cycle)
-    assert np.diff(times["last_out"]).tolist() == [beats + 1] * 3
+    ends = times["last_out"]
+    assert [ends[k + 4] - ends[k] for k in range(4, 8)] == [2 * beats + 24 + tree] * 4
 
 
 def test_latency_attribute_matches_the_model():
