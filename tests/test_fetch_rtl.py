@@ -17,7 +17,8 @@ from attnforge.sim import qk
 OFFSET = 0x2FC0
 
 
-def run(cfg, keys, requests, *, seed, max_burst=16, outstanding=4, stall=0.3, latency=(1, 12)):
+def run(cfg, keys, requests, *, seed, max_burst=16, outstanding=4, stall=0.3, latency=(1, 12),
+        ar_ready=0.6, o_ready=0.7, gap=0.2, r_edges=None):
     """``requests``: a list of (plane, indices). Returns the rows, the bursts and the counters."""
     layout = qk.plane_layout(len(keys), cfg)
     image = bytes(OFFSET) + qk.memory_image(keys, cfg)
@@ -34,7 +35,7 @@ def run(cfg, keys, requests, *, seed, max_burst=16, outstanding=4, stall=0.3, la
         ctx.set(dut.lsb_base, OFFSET + layout.lsb_base)
         for plane, indices in requests:
             for n, index in enumerate(indices):
-                while rng.random() < 0.2:
+                while rng.random() < gap:
                     ctx.set(dut.i.valid, 0)
                     await ctx.tick()
                 ctx.set(dut.i.payload, {"index": int(index), "plane": plane,
@@ -45,7 +46,7 @@ def run(cfg, keys, requests, *, seed, max_burst=16, outstanding=4, stall=0.3, la
 
     async def ar_channel(ctx):
         while True:
-            ctx.set(axi.arready, int(rng.random() < 0.6))
+            ctx.set(axi.arready, int(rng.random() < ar_ready))
             _, _, valid, ready, addr, length, size, burst = await ctx.tick().sample(
                 axi.arvalid, axi.arready, axi.araddr, axi.arlen, axi.arsize, axi.arburst)
             clock[0] += 1
@@ -70,12 +71,14 @@ def run(cfg, keys, requests, *, seed, max_burst=16, outstanding=4, stall=0.3, la
                 ctx.set(axi.rlast, b == beats - 1)
                 ctx.set(axi.rvalid, 1)
                 await ctx.tick().until(axi.rready)
+                if r_edges is not None:
+                    r_edges.append(clock[0])
             ctx.set(axi.rvalid, 0)
 
     async def consumer(ctx):
         cycles = 0
         while len(rows) < total_rows:
-            ready = int(rng.random() < 0.7)
+            ready = int(rng.random() < o_ready)
             ctx.set(dut.o.ready, ready)
             _, _, valid, out = await ctx.tick().sample(dut.o.valid, dut.o.payload)
             cycles += 1
@@ -154,3 +157,19 @@ def test_fetch_parameters_are_checked():
         Fetcher(QKConfig(), max_burst=2)
     with pytest.raises(ValueError, match="max_burst must be in"):
         Fetcher(QKConfig(), max_burst=300)
+
+
+def test_fetch_streams_a_beat_per_cycle():
+    """Memory that never stalls (fixed latency, AR always ready), output always ready: the R
+    channel moves a beat every cycle over a long request, bursts overlapping their latency."""
+    cfg = QKConfig(n_max=512, sum_frac_bits=21)
+    rng = np.random.default_rng(5)
+    keys = rng.integers(-512, 512, (400, cfg.head_dim))
+    r_edges = []
+    check(cfg, keys, [(MSB, np.arange(400))], seed=3, stall=0, latency=(6, 6), ar_ready=1,
+          o_ready=1, gap=0, max_burst=16, outstanding=4, r_edges=r_edges)
+    beats = 400 * cfg.msb_row_bytes // cfg.beat_bytes
+    assert len(r_edges) == beats
+    span = r_edges[-1] - r_edges[0] + 1
+    print(f"{beats} R beats in {span} cycles")
+    assert span <= beats * 1.02
