@@ -87,7 +87,8 @@ BLOCKS = {block.name: block for block in [
           bench_path="attnforge.gen.bench:topk_main"),
     Block("butterfly", "attnforge.configs.butterfly:ButterflyConfig",
           "attnforge.rtl.butterfly.array:ButterflyArray", "attnforge.tb.butterfly",
-          "streaming radix-2 FFT array of butterfly PEs (lanes samples/cycle, run-time N)"),
+          "streaming array of butterfly PEs: FFT and butterfly linear layers (lanes samples/cycle, "
+          "run-time N and mode)"),
 ]}
 
 JOBS = {job.name: job for job in [
@@ -98,6 +99,11 @@ JOBS = {job.name: job for job in [
         inputs="re and im (int B×N; im optional)",
         outputs="re, im (int64 B×N, natural order), scale_log2 (int64 B: out × 2**scale_log2 "
                 "≈ numpy.fft.fft), cycles (int64 B), total_cycles"),
+    Job("butterfly", "butterfly", "attnforge.tb.butterfly:BUTTERFLY_JOB",
+        "a butterfly linear layer (learned weights) on each row",
+        inputs="x (int B×N) and twiddle (float log2N×N/2×2×2, stage s with stride 2**s)",
+        outputs="y (int64 B×N), scale_log2 (int64 B: y × 2**scale_log2 ≈ x @ B.T), "
+                "cycles (int64 B), total_cycles"),
 ]}
 
 

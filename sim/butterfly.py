@@ -61,6 +61,10 @@ Per-stage scaling (``scaling=``)
   than its worst case needs (negative shifts scale small blocks up, so they keep their
   precision). The block is one vector, or more with ``shared_axes`` (FNet shares one
   exponent over the whole L×D frame, so the second FFT sees aligned rows).
+* ``"static"`` (butterfly linear layers on the streaming array): the block policy with the
+  input block's maximum taken as full scale, ``m = 2**(width-1)``, so each stage's shift
+  depends only on its weights (:func:`butterfly_static_shifts`): no stage can saturate on
+  any input, and the hardware needs no look at the data before a stage.
 * a sequence of ``log2 N`` ints: those shifts, stage by stage (saturation as documented).
 
 ``scale_log2`` is always an int64 array with the batch shape (0-d for one vector).
@@ -75,7 +79,8 @@ from ..configs.butterfly import ButterflyConfig
 __all__ = [
     "MODE_FFT", "MODE_REAL",
     "round_shift", "saturate", "quantize_coefs", "quantize_weights", "pe", "pe_fft", "pe_real",
-    "bit_reverse", "fft_twiddles", "fft", "butterfly", "fnet",
+    "bit_reverse", "fft_twiddles", "fft", "butterfly", "butterfly_static_shifts",
+    "butterfly_batch_shifts", "fnet",
     "fft_float", "fft_butterfly_twiddles", "butterfly_factor", "butterfly_dense",
     "butterfly_float", "fnet_float", "descale", "sqnr_db",
 ]
@@ -326,7 +331,7 @@ def _block_shift(m, gain, cfg):
 
 def _stage_shifts(scaling, stages, kind):
     if isinstance(scaling, str):
-        allowed = ("fixed", "block") if kind == "fft" else ("block",)
+        allowed = ("fixed", "block") if kind == "fft" else ("block", "static")
         if scaling not in allowed:
             raise ValueError(f"scaling={scaling!r} is not supported here: expected one of "
                              f"{', '.join(map(repr, allowed))} or a sequence of {stages} shifts")
@@ -405,12 +410,12 @@ def butterfly(x, twiddle, cfg=_DEFAULT, *, scaling="block", shared_axes=0, stats
         Stage ``k`` (stride ``2**k``), pair ``p = b·2**k + j``, 2×2 block ``twiddle[k, p]``.
         Floats are quantized to Q2.F with a per-stage exponent (:func:`quantize_weights`);
         ints are taken as Q2.F.
-    scaling : "block" or sequence of int
+    scaling : "block", "static" or sequence of int
         The per-stage scaling policy (module docstring).
     shared_axes : int
         With ``"block"``: batch axes sharing one exponent.
     stats : dict, optional
-        Receives ``"saturated"``.
+        Receives ``"saturated"``, and ``"shifts"``: each stage's shift (batch-shaped arrays).
 
     Returns
     -------
@@ -427,6 +432,8 @@ def butterfly(x, twiddle, cfg=_DEFAULT, *, scaling="block", shared_axes=0, stats
                          f"{(stages, n // 2, 2, 2)} for N={n}")
     t, exponents = quantize_weights(twiddle, cfg)
     fixed = _stage_shifts(scaling, stages, "butterfly")
+    if isinstance(scaling, str) and scaling == "static":
+        fixed = butterfly_static_shifts(t, cfg)
     batch = x.shape[:-1]
     scale = np.zeros(batch, dtype=np.int64)
     for k in range(stages):
@@ -437,12 +444,39 @@ def butterfly(x, twiddle, cfg=_DEFAULT, *, scaling="block", shared_axes=0, stats
         else:
             gain = int(np.max(np.abs(tk[..., 0]) + np.abs(tk[..., 1])))
             shift = np.broadcast_to(_block_shift(_block_max((x,), shared_axes), gain, cfg), batch)
+        if stats is not None:
+            stats.setdefault("shifts", []).append(np.array(shift))
         x0, x1 = _pairs(x, s)
         coef = (tk[..., 0, 0], tk[..., 0, 1], tk[..., 1, 0], tk[..., 1, 1])
         y0, y1 = pe_real(x0, x1, coef, shift[..., None, None], cfg, stats)
         x = _unpairs(y0, y1)
         scale = scale + shift + exponents[k]
     return x, scale
+
+
+def butterfly_static_shifts(q_twiddle, cfg=_DEFAULT):
+    """Per-stage shifts of the ``"static"`` policy for quantized weights ``(log2N, N/2, 2, 2)``.
+
+    Stage ``k``: the smallest shift with which a full-scale input (``|x| ≤ 2**(width-1)``)
+    cannot saturate, given the stage's gain bound ``max(|a|+|b|, |c|+|d|)``.
+    """
+    q_twiddle = np.asarray(q_twiddle, dtype=np.int64)
+    full = 1 << (cfg.width - 1)
+    return [int(_block_shift(full, int(np.max(np.abs(tk[..., 0]) + np.abs(tk[..., 1]))), cfg))
+            for tk in q_twiddle]
+
+
+def butterfly_batch_shifts(x, twiddle, cfg=_DEFAULT):
+    """Per-stage shifts of block floating point with one exponent per stage over a whole batch.
+
+    The ``"block"`` policy with every vector of ``x`` (``B×N``) in one block: the shifts a
+    streaming array, which cannot look at a stage's data before running it, is programmed
+    with so that this batch cannot saturate and keeps its precision (calibration).
+    """
+    x = np.asarray(x)
+    stats = {}
+    butterfly(x, twiddle, cfg, scaling="block", shared_axes=max(x.ndim - 1, 0), stats=stats)
+    return [int(np.max(s)) for s in stats["shifts"]]
 
 
 def fnet(x, cfg=_DEFAULT, *, scaling="fixed", stats=None):

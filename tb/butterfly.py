@@ -25,8 +25,10 @@ from ..sim import butterfly as model
 from .harness import start
 from .streams import StreamSink, StreamSource
 
-__all__ = ["check_fft_batch", "fft_vectors", "fft_regression_batch", "minilm_fft_rows",
-           "simulate_fft", "compare_fft", "regression", "FFT_JOB"]
+__all__ = ["check_fft_batch", "check_butterfly_inputs", "fft_vectors", "fft_regression_batch",
+           "mixed_regression_batch", "minilm_fft_rows", "random_twiddle", "weight_writes", "Layer",
+           "simulate", "simulate_fft", "simulate_butterfly", "compare", "compare_fft",
+           "regression", "FFT_JOB", "BUTTERFLY_JOB"]
 
 
 # ---- the cocotb test ----------------------------------------------------------------------
@@ -50,19 +52,32 @@ async def butterfly_job(dut):
     params = bench.manifest["parameters"]
     lanes, width = int(params["lanes"]), int(params["width"])
     lengths = [int(n) for n in job["lengths"]]
+    modes = [int(v) for v in job["modes"]] if "modes" in job else [0] * len(lengths)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int)
     beats = []
-    for start_at, n in zip(starts, lengths):
+    for start_at, n, mode in zip(starts, lengths, modes):
         re, im = job["re"][start_at:start_at + n], job["im"][start_at:start_at + n]
         n_beats = n // lanes
         for beat in range(n_beats):
             span = slice(beat * lanes, (beat + 1) * lanes)
             beats.append({"data": _pack_complex(re[span], im[span], width),
-                          "log2n": n.bit_length() - 1, "last": int(beat == n_beats - 1)})
+                          "log2n": n.bit_length() - 1, "mode": mode,
+                          "last": int(beat == n_beats - 1)})
     source = StreamSource(dut, "i", dut.clk, bench.counter, bench.payload("i"),
                           rate=bench.rate("in_rate"), rng=bench.rng)
     sink = StreamSink(dut, "o", dut.clk, bench.counter, bench.payload("o"),
                       rate=bench.rate("out_rate"), rng=bench.rng)
+    if hasattr(dut, "w__valid"):
+        dut.w__valid.value = 0
+    if "w_column" in job:
+        # Weights first (through their own stream, with gaps), then the transforms.
+        writes = [{"column": int(c), "pe": int(pe), "addr": int(a),
+                   "coef": [int(v) for v in coef], "shift": int(sh)}
+                  for c, pe, a, coef, sh in zip(job["w_column"], job["w_pe"], job["w_addr"],
+                                                job["w_coef"], job["w_shift"])]
+        loader = StreamSource(dut, "w", dut.clk, bench.counter, bench.payload("w"),
+                              rate=bench.rate("in_rate"), rng=bench.rng)
+        await loader.send(writes)
     cocotb.start_soon(source.send(beats))
     ends = len(lengths)
     await sink.recv(lambda got: sum(beat["last"] for beat in got) >= ends)
@@ -192,24 +207,104 @@ def _minilm_hidden(passage):
 
 # ---- host side ----------------------------------------------------------------------------
 
-def simulate_fft(re, im, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0, out_rate=1.0,
-                 seed=0, build_root=None, waves=False, progress=None):
+def weight_writes(q_twiddle, shifts, cfg):
+    """The weight stream of one butterfly layer for the array (``w`` port beats, as arrays).
+
+    ``q_twiddle``: Q2.F ints ``(log2N, N/2, 2, 2)``; ``shifts``: one per stage. Each pair's
+    ``(a, b, c, d) = T[k, p].ravel()`` goes to the PE and address of
+    :meth:`attnforge.rtl.butterfly.schedule.ArraySchedule.weight_map`, with its stage's shift.
+    """
+    from ..rtl.butterfly.schedule import ArraySchedule
+    q = np.asarray(q_twiddle, dtype=np.int64)
+    log2n = q.shape[0]
+    places = ArraySchedule(cfg.lanes, cfg.n_max).weight_map(log2n)
+    rows = [(c, pe, addr, *q[k, p].ravel(), shifts[k])
+            for k in range(log2n) for p, (c, pe, addr) in enumerate(places[k])]
+    rows = np.array(rows, dtype=np.int64).reshape(-1, 8)
+    return {"w_column": rows[:, 0], "w_pe": rows[:, 1], "w_addr": rows[:, 2],
+            "w_coef": rows[:, 3:7], "w_shift": rows[:, 7]}
+
+
+class Layer:
+    """A butterfly linear layer as the array runs it: quantized weights, exponents, shifts.
+
+    ``scaling``: ``"batch"`` (block floating point, one exponent per stage over the batch
+    ``x`` it is programmed for: :func:`attnforge.sim.butterfly.butterfly_batch_shifts`),
+    ``"static"`` (worst case from the weights alone) or a sequence of per-stage shifts.
+    """
+
+    def __init__(self, twiddle, cfg, *, x=None, scaling="batch"):
+        self.twiddle = np.asarray(twiddle)
+        self.n = 2 * self.twiddle.shape[1]
+        self.q, self.exponents = model.quantize_weights(self.twiddle, cfg)
+        if isinstance(scaling, str) and scaling == "batch":
+            self.shifts = model.butterfly_batch_shifts(np.asarray(x), self.twiddle, cfg)
+        elif isinstance(scaling, str) and scaling == "static":
+            self.shifts = model.butterfly_static_shifts(self.q, cfg)
+        else:
+            self.shifts = [int(v) for v in scaling]
+        self.scale_log2 = int(sum(self.shifts) + int(np.sum(self.exponents)))
+        self.writes = weight_writes(self.q, self.shifts, cfg)
+
+    def model(self, x, cfg):
+        return model.butterfly(x, self.twiddle, cfg, scaling=self.shifts)
+
+
+def check_butterfly_inputs(x, twiddle, cfg):
+    """Validate a butterfly layer's input ``x`` (int B×N) and ``twiddle`` (log2N × N/2 × 2 × 2)."""
+    if not cfg.linear:
+        raise ValueError("this array has no butterfly-linear mode (linear=0): set linear=1")
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (B×N), not shape {x.shape}")
+    x_list, _ = check_fft_batch(x, None, cfg)
+    n = x.shape[1]
+    stages = n.bit_length() - 1
+    twiddle = np.asarray(twiddle)
+    if twiddle.shape != (stages, n // 2, 2, 2):
+        raise ValueError(f"twiddle has shape {twiddle.shape}: expected {(stages, n // 2, 2, 2)} "
+                         f"(log2N × N/2 × 2 × 2) for N={n}")
+    if not (np.issubdtype(twiddle.dtype, np.floating) or np.issubdtype(twiddle.dtype, np.integer)):
+        raise ValueError(f"twiddle must hold real numbers, not {twiddle.dtype}")
+    if np.issubdtype(twiddle.dtype, np.floating) and not np.all(np.isfinite(twiddle)):
+        raise ValueError("twiddle holds NaN or infinite values")
+    if np.issubdtype(twiddle.dtype, np.integer):
+        model.quantize_coefs(twiddle, cfg)          # raises with the range
+    return np.stack(x_list), twiddle
+
+
+def simulate(re, im, cfg=ButterflyConfig(), *, modes=None, layer=None, sim="verilator",
+             in_rate=1.0, out_rate=1.0, seed=0, build_root=None, waves=False, progress=None):
     """Stream transforms back to back through the generated array; return outputs and cycles.
 
     ``re``/``im``: B×N arrays or lists of B vectors of any valid lengths (``im=None``: real).
+    ``modes``: per transform, 0 (FFT) or 1 (butterfly linear with ``layer``, a
+    :class:`Layer` whose weights are written first; its transforms must have its N).
     Returns a dict: ``re``, ``im`` (B×N int64, or lists for mixed lengths), ``scale_log2``
-    (B: ``log2 N``), ``cycles`` (B: first input beat accepted to last output beat,
-    inclusive), ``total_cycles``, ``first_in``, ``last_out`` (B, cycle numbers), ``error``
-    (the array's sticky error flag at the end).
+    (B), ``cycles`` (B: first input beat accepted to last output beat, inclusive),
+    ``total_cycles``, ``first_in``, ``last_out`` (B, cycle numbers), ``error`` (the array's
+    sticky error flag at the end).
     """
     from ..gen.blocks import generate
     from .runner import run_job
 
     re_list, im_list = check_fft_batch(re, im, cfg)
     lengths = np.array([len(v) for v in re_list], dtype=np.int64)
+    modes = np.zeros(len(re_list), dtype=np.int64) if modes is None else np.asarray(modes, dtype=np.int64)
+    if len(modes) != len(re_list):
+        raise ValueError(f"{len(modes)} modes for {len(re_list)} transforms")
+    if np.any(modes == model.MODE_REAL):
+        if layer is None:
+            raise ValueError("butterfly-linear transforms need a layer (weights)")
+        wrong = np.flatnonzero((modes == model.MODE_REAL) & (lengths != layer.n))
+        if wrong.size:
+            raise ValueError(f"transform {wrong[0]}: N={lengths[wrong[0]]} but the layer's "
+                             f"weights are for N={layer.n}")
     sv, manifest = generate("butterfly", cfg, build_root=build_root)
     job = {"re": np.concatenate(re_list), "im": np.concatenate(im_list), "lengths": lengths,
-           "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
+           "modes": modes, "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
+    if layer is not None:
+        job.update(layer.writes)
     result = run_job(sv, "butterfly", "attnforge.tb.butterfly", job, sim=sim, manifest=manifest,
                      build_root=build_root, waves=waves, progress=progress)
     batch = len(re_list)
@@ -230,32 +325,61 @@ def simulate_fft(re, im, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0,
     out_im = [result["im"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     if len(set(lengths.tolist())) == 1:
         out_re, out_im = np.stack(out_re), np.stack(out_im)
-    return {"re": out_re, "im": out_im,
-            "scale_log2": np.array([n.bit_length() - 1 for n in lengths.tolist()], dtype=np.int64),
+    scale = np.array([layer.scale_log2 if mode == model.MODE_REAL else n.bit_length() - 1
+                      for n, mode in zip(lengths.tolist(), modes)], dtype=np.int64)
+    return {"re": out_re, "im": out_im, "scale_log2": scale,
             "cycles": last_out - first_in + 1, "total_cycles": int(last_out[-1] - first_in[0] + 1),
             "first_in": first_in, "last_out": last_out, "error": int(result["error"])}
 
 
-def compare_fft(re, im, result, cfg=ButterflyConfig(), *, check_cycles=False):
-    """Check a :func:`simulate_fft` result against sim/butterfly.py bit for bit; with
-    ``check_cycles`` (full-rate runs) also against the cycle model. Raise AssertionError."""
+def simulate_fft(re, im, cfg=ButterflyConfig(), **options):
+    """:func:`simulate` with FFTs only (``"fixed"`` scaling: ``scale_log2 = log2 N``)."""
+    return simulate(re, im, cfg, **options)
+
+
+def simulate_butterfly(x, layer, cfg=ButterflyConfig(), **options):
+    """A butterfly linear layer on every row of ``x`` (int B×N): weights written, then the rows.
+
+    Returns :func:`simulate`'s dict with ``y`` (the real outputs) added.
+    """
+    x = np.asarray(x)
+    result = simulate(x, None, cfg, modes=np.full(len(x), model.MODE_REAL), layer=layer,
+                      **options)
+    result["y"] = result["re"]
+    return result
+
+
+def compare(re, im, result, cfg=ButterflyConfig(), *, modes=None, layer=None,
+            check_cycles=False):
+    """Check a :func:`simulate` result against sim/butterfly.py bit for bit (FFTs against
+    :func:`~attnforge.sim.butterfly.fft`, real transforms against ``layer``'s
+    :func:`~attnforge.sim.butterfly.butterfly`, imaginary outputs 0); with ``check_cycles``
+    (full-rate FFT-only runs) also against the cycle model. Raise AssertionError."""
     re_list, im_list = check_fft_batch(re, im, cfg)
+    modes = np.zeros(len(re_list), dtype=np.int64) if modes is None else np.asarray(modes)
     if result["error"]:
         raise AssertionError("the array raised its error flag on valid input")
-    for index, (r, i) in enumerate(zip(re_list, im_list)):
-        want_re, want_im, scale = model.fft(r, i, cfg)
+    for index, (r, i, mode) in enumerate(zip(re_list, im_list, modes)):
+        if mode == model.MODE_REAL:
+            want_re, scale = layer.model(r, cfg)
+            want_im = np.zeros_like(want_re)
+        else:
+            want_re, want_im, scale = model.fft(r, i, cfg)
         got_re, got_im = np.asarray(result["re"][index]), np.asarray(result["im"][index])
         bad = np.flatnonzero((got_re != want_re) | (got_im != want_im))
         if bad.size:
             show = bad[:4]
+            what = "butterfly" if mode == model.MODE_REAL else "FFT"
             raise AssertionError(
-                f"transform {index} (N={len(r)}): {bad.size} bins differ from the model, first "
-                f"{bad[:8].tolist()}: rtl {got_re[show].tolist()}+j{got_im[show].tolist()}, "
-                f"model {want_re[show].tolist()}+j{want_im[show].tolist()}")
+                f"transform {index} ({what}, N={len(r)}): {bad.size} outputs differ from the "
+                f"model, first {bad[:8].tolist()}: rtl {got_re[show].tolist()}+j"
+                f"{got_im[show].tolist()}, model {want_re[show].tolist()}+j{want_im[show].tolist()}")
         if int(result["scale_log2"][index]) != int(scale):
             raise AssertionError(f"transform {index}: scale_log2 {result['scale_log2'][index]} "
                                  f"!= model {int(scale)}")
     if check_cycles:
+        if np.any(modes == model.MODE_REAL):
+            raise ValueError("the cycle model covers FFT streams only")
         timing = model.fft_array_cycles([len(r) for r in re_list], cfg)
         if not np.array_equal(result["cycles"], timing["latency"]):
             bad = int(np.flatnonzero(result["cycles"] != timing["latency"])[0])
@@ -266,26 +390,70 @@ def compare_fft(re, im, result, cfg=ButterflyConfig(), *, check_cycles=False):
                                  f"says {timing['total']}")
 
 
+def compare_fft(re, im, result, cfg=ButterflyConfig(), *, check_cycles=False):
+    """:func:`compare` for FFT-only runs."""
+    compare(re, im, result, cfg, check_cycles=check_cycles)
+
+
+def random_twiddle(n, rng, std=0.7):
+    """Learned-like butterfly weights: Gaussian, ``(log2N, N/2, 2, 2)``."""
+    return rng.normal(0.0, std, (n.bit_length() - 1, n // 2, 2, 2))
+
+
 def regression(cfg, seed, *, sim, build_root=None):
-    """One seed of the regression: every length and kind of input back to back; odd seeds
-    with random valid gaps and backpressure, even seeds at full rate with the cycle model."""
+    """One seed of the regression: every length and kind of FFT input back to back; odd seeds
+    with random valid gaps and backpressure, even seeds at full rate with the cycle model.
+    With ``linear=1`` a second run mixes butterfly-linear transforms (random learned-like
+    weights, N = n_max or n_max/2) among FFTs of other lengths."""
     from .vectors import stream_rates
     re, im, kinds = fft_regression_batch(cfg, seed)
     in_rate, out_rate = stream_rates(seed)
     full = in_rate == 1.0 and out_rate == 1.0
     result = simulate_fft(re, im, cfg, sim=sim, in_rate=in_rate, out_rate=out_rate, seed=seed,
                           build_root=build_root)
+    _labelled(kinds, compare_fft, re, im, result, cfg, check_cycles=full)
+    lengths = ",".join(str(n) for n in sorted({len(r) for r in re}))
+    summary = (f"{len(re)} FFTs N={lengths}, rates {in_rate}/{out_rate}, "
+               f"{result['total_cycles']} cycles{', cycle model exact' if full else ''}")
+    if cfg.linear:
+        re, im, modes, kinds, layer = mixed_regression_batch(cfg, seed)
+        result = simulate(re, im, cfg, modes=modes, layer=layer, sim=sim, in_rate=in_rate,
+                          out_rate=out_rate, seed=seed, build_root=build_root)
+        _labelled(kinds, compare, re, im, result, cfg, modes=modes, layer=layer)
+        summary += (f"; {int(np.sum(modes))} butterfly-linear N={layer.n} among "
+                    f"{len(modes) - int(np.sum(modes))} FFTs, {result['total_cycles']} cycles")
+    return summary
+
+
+def _labelled(kinds, check, *args, **kwargs):
     try:
-        compare_fft(re, im, result, cfg, check_cycles=full)
+        check(*args, **kwargs)
     except AssertionError as exc:
         message = str(exc)
         if message.startswith("transform "):
-            index = int(message.split()[1])
-            message = f"{message} [{kinds[index]}]"
+            message = f"{message} [{kinds[int(message.split()[1])]}]"
         raise AssertionError(message) from None
-    lengths = ",".join(str(n) for n in sorted({len(r) for r in re}))
-    return (f"{len(re)} transforms N={lengths}, rates {in_rate}/{out_rate}, "
-            f"{result['total_cycles']} cycles{', cycle model exact' if full else ''}")
+
+
+def mixed_regression_batch(cfg, seed):
+    """Butterfly-linear transforms (one layer of random weights) mixed with FFTs of other
+    lengths. Returns ``(re, im, modes, kinds, layer)``."""
+    rng = np.random.default_rng([seed, 7, cfg.width, cfg.n_max, cfg.lanes])
+    n = cfg.n_max if seed % 2 == 0 or cfg.n_max // 2 < _min_length(cfg) else cfg.n_max // 2
+    lo, hi = cfg.data_min, cfg.data_max
+    xs = {"random": rng.integers(lo, hi + 1, n), "extremes": rng.choice([lo, hi, 0, -1, 1], n),
+          "tiny": rng.integers(-1, 2, n), "dc_max": np.full(n, hi),
+          "random_half": rng.integers(lo // 2, hi // 2 + 1, n), "zeros": np.zeros(n, dtype=np.int64)}
+    layer = Layer(random_twiddle(n, rng), cfg, x=np.stack(list(xs.values())))
+    items = [(f"butterfly-{kind}", x, np.zeros(n, dtype=np.int64), model.MODE_REAL)
+             for kind, x in xs.items()]
+    for m in sorted({_min_length(cfg), cfg.n_max // 2, cfg.n_max} - {0}):
+        if m >= _min_length(cfg):
+            r, i = fft_vectors(cfg, m, rng)["random"]
+            items.append((f"fft-{m}", r, i, model.MODE_FFT))
+    items = [items[k] for k in rng.permutation(len(items))]
+    return ([it[1] for it in items], [it[2] for it in items],
+            np.array([it[3] for it in items], dtype=np.int64), [it[0] for it in items], layer)
 
 
 # ---- attnforge run fft --------------------------------------------------------------------
@@ -335,3 +503,55 @@ class FftJob:
 
 
 FFT_JOB = FftJob()
+
+
+# ---- attnforge run butterfly --------------------------------------------------------------
+
+class ButterflyJob:
+    """``attnforge run butterfly``: ``x`` (int B×N) and ``twiddle`` (float log2N × N/2 × 2 × 2)
+    in; ``y``, ``scale_log2``, ``cycles`` out.
+
+    The host quantizes the weights to Q2.F with one power-of-two exponent per stage
+    (:func:`attnforge.sim.butterfly.quantize_weights`), picks the per-stage shifts as block
+    floating point over the batch (:func:`attnforge.sim.butterfly.butterfly_batch_shifts`),
+    writes them through the array's weight stream, then streams the rows.
+    """
+
+    def load(self, arrays, cfg):
+        missing = [name for name in ("x", "twiddle") if name not in arrays]
+        if missing:
+            raise ValueError(f"no {' or '.join(missing)} array (expected x: int B×N, twiddle: "
+                             f"float log2N×N/2×2×2; found {', '.join(arrays) or 'none'})")
+        x, twiddle = check_butterfly_inputs(arrays["x"], arrays["twiddle"], cfg)
+        return {"x": x, "twiddle": twiddle}
+
+    def describe(self, inputs):
+        x = inputs["x"]
+        return f"{len(x)} rows of N={x.shape[1]}"
+
+    def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
+        from ..gen.blocks import JobResult
+        x, twiddle = inputs["x"], inputs["twiddle"]
+        layer = Layer(twiddle, cfg, x=x)
+        modes = np.full(len(x), model.MODE_REAL)
+        result = simulate_butterfly(x, layer, cfg, sim=sim, build_root=build_root, waves=waves,
+                                    progress=progress)
+        mismatch = None
+        try:
+            compare(x, None, result, cfg, modes=modes, layer=layer)
+        except AssertionError as exc:
+            mismatch = str(exc)
+        batch, n = x.shape
+        check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
+        total = result["total_cycles"]
+        summary = (f"butterfly: {batch} rows, N={n}, stage shifts {layer.shifts}, "
+                   f"y × 2**{layer.scale_log2} ≈ x @ B.T, {total} cycles total, "
+                   f"{batch * n / total:.2f} samples/cycle (limit {cfg.lanes} = lanes): {check}")
+        arrays = {"y": np.asarray(result["y"], dtype=np.int64),
+                  "scale_log2": result["scale_log2"],
+                  "cycles": np.asarray(result["cycles"], dtype=np.int64),
+                  "total_cycles": np.int64(total)}
+        return JobResult(arrays, summary, mismatch)
+
+
+BUTTERFLY_JOB = ButterflyJob()

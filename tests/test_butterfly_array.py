@@ -259,7 +259,7 @@ def test_counts_and_layouts():
     dut = ButterflyArray(cfg)
     assert dut.pes == 4 * 10 and dut.multipliers == 160
     assert [c.kind for c in dut.schedule.columns] == ["time"] * 7 + ["return", "lane", "lane"]
-    assert input_beat(cfg).size == 8 * 32 + 4 + 1
+    assert input_beat(cfg).size == 8 * 32 + 4 + 1 + 1      # data, log2n, mode, last
     assert output_beat(cfg).size == 8 * 32 + 1
     with pytest.raises(ValueError, match="lanes=1"):
         ButterflyArray(ButterflyConfig(n_max=64, lanes=1))
@@ -269,3 +269,18 @@ def test_converts_to_rtlil():
     """The netlist is legal (one driver per signal, memories well formed) for a mid size."""
     text = rtlil.convert(ButterflyArray(ButterflyConfig(n_max=64, lanes=4)))
     assert "module" in text and "memrd" in text
+
+
+def test_fft_only_array():
+    """``linear=0``: no weight port or bit-reversal buffer; FFTs as before (cycle model
+    exact at full rate), with gaps and backpressure."""
+    cfg = ButterflyConfig(n_max=32, lanes=4, linear=0)
+    assert "w" not in ButterflyArray(cfg).signature.members
+    rng = np.random.default_rng(12)
+    frames = _frames(cfg, rng, [32, 8, 32, 16])
+    outs, stamps = _run(cfg, frames)
+    _check(cfg, frames, outs)
+    model = _report(cfg, frames, stamps, "linear=0")
+    assert stamps["last_out"] == model["last_out"].tolist() and stamps["error"] == 0
+    outs, stamps = _run(cfg, frames, seed=3, gap=0.3, stall=0.3)
+    _check(cfg, frames, outs)

@@ -23,7 +23,7 @@ def test_params_lists_the_formats(capsys):
     status, out, _ = run_cli(capsys, "params", "butterfly", "--set", *TINY)
     assert status == 0
     assert "twiddle_bits" in out and "n_max" in out
-    assert "with --set: width=12 twiddle_bits=12 n_max=32 lanes=2 pes=1" in out
+    assert "with --set: width=12 twiddle_bits=12 n_max=32 lanes=2 pes=1 linear=1" in out
 
 
 def test_verilog_writes_array_and_manifest(capsys, tmp_path):
@@ -35,7 +35,9 @@ def test_verilog_writes_array_and_manifest(capsys, tmp_path):
     info = json.loads(manifest.read_text())
     assert info["parameters"] == TINY_CFG.as_dict()
     fields_in, fields_out = info["streams"]["i"]["fields"], info["streams"]["o"]["fields"]
-    assert set(fields_in) == {"data", "log2n", "last"} and set(fields_out) == {"data", "last"}
+    assert set(fields_in) == {"data", "log2n", "mode", "last"}
+    assert set(fields_out) == {"data", "last"}
+    assert set(info["streams"]["w"]["fields"]) == {"column", "pe", "addr", "coef", "shift"}
     assert fields_in["data"]["count"] == 2 and fields_in["data"]["width"] == 24
     assert "error" in info["ports"]
 
@@ -138,3 +140,65 @@ def test_verify_butterfly(capsys, build_root):
     assert "seed   0 verilator PASS" in out and "cycle model exact" in out
     assert "seed   1 verilator PASS" in out and "rates 0.7/0.6" in out
     assert "PASS: butterfly" in out and "2 runs" in out
+
+
+# ---- run butterfly ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case, words", [
+    ("no_twiddle", ["no twiddle array", "found x"]),
+    ("twiddle_shape", ["twiddle has shape (5, 16, 2)", "(5, 16, 2, 2)", "N=32"]),
+    ("twiddle_nan", ["NaN"]),
+    ("x_too_wide", ["value 2048", "[-2048, 2047]"]),
+    ("x_not_power", ["N=24", "power of two"]),
+    ("fft_only", ["linear=0"]),
+])
+def test_run_butterfly_rejects_bad_inputs(capsys, tmp_path, case, words):
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2048, 2048, size=(3, 32))
+    twiddle = rng.normal(0, 0.7, (5, 16, 2, 2))
+    sets = list(TINY)
+    arrays = {"x": x, "twiddle": twiddle}
+    if case == "no_twiddle":
+        arrays = {"x": x}
+    elif case == "twiddle_shape":
+        arrays["twiddle"] = twiddle[..., 0]
+    elif case == "twiddle_nan":
+        twiddle[2, 3, 1, 0] = np.nan
+    elif case == "x_too_wide":
+        x[0, 0] = 2048
+    elif case == "x_not_power":
+        arrays["x"] = x[:, :24]
+    else:
+        sets.append("linear=0")
+    path = tmp_path / "in.npz"
+    np.savez(path, **arrays)
+    out = tmp_path / "out.npz"
+    status, _, err = run_cli(capsys, "run", "butterfly", "--set", *sets, "--input", path,
+                             "--output", out)
+    assert status == 2, err
+    for word in words:
+        assert word in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+
+
+@pytest.mark.sim
+@pytest.mark.xdist_group("butterfly-small")
+def test_run_butterfly_on_verilator(capsys, tmp_path, build_root):
+    rng = np.random.default_rng(8)
+    x = rng.integers(-2048, 2048, size=(4, 32))
+    twiddle = rng.normal(0, 0.7, (5, 16, 2, 2))
+    path = tmp_path / "in.npz"
+    np.savez(path, x=x, twiddle=twiddle)
+    out = tmp_path / "out.npz"
+    status, stdout, _ = run_cli(capsys, "run", "butterfly", "--set", *TINY, "--input", path,
+                                "--output", out, "--sim", "verilator", "--build-root", build_root)
+    assert status == 0, stdout
+    assert "4 rows, N=32" in stdout and "matches the model" in stdout
+    shifts = model.butterfly_batch_shifts(x, twiddle, TINY_CFG)
+    want, scale = model.butterfly(x, twiddle, TINY_CFG, scaling=shifts)
+    with np.load(out) as result:
+        np.testing.assert_array_equal(result["y"], want)
+        np.testing.assert_array_equal(result["scale_log2"], scale)
+        assert result["cycles"].shape == (4,) and result["total_cycles"] >= result["cycles"].max()
+        approx = model.descale(result["y"], result["scale_log2"])
+        assert model.sqnr_db(approx, model.butterfly_float(x, twiddle)) > 40

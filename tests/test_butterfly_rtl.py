@@ -11,8 +11,9 @@ import pytest
 
 from attnforge.configs.butterfly import ButterflyConfig
 from attnforge.sim import butterfly as model
-from attnforge.tb.butterfly import (compare_fft, fft_regression_batch, fft_vectors,
-                                    minilm_fft_rows, regression, simulate_fft)
+from attnforge.tb.butterfly import (Layer, compare, compare_fft, fft_regression_batch,
+                                    fft_vectors, minilm_fft_rows, random_twiddle, regression,
+                                    simulate, simulate_butterfly, simulate_fft)
 
 pytestmark = pytest.mark.sim
 
@@ -30,7 +31,8 @@ CONFIGS = [pytest.param(SMALL, marks=pytest.mark.xdist_group("butterfly-small"),
 def test_regression(cfg, seed, simulator, build_root):
     """Every length and input kind (random and extreme full scale, saturating square wave,
     tiny ±1, tone, impulse, zeros) shuffled back to back; seed 1 with gaps and backpressure,
-    seed 0 at full rate with the cycle model checked exactly."""
+    seed 0 at full rate with the cycle model checked exactly. Then butterfly-linear
+    transforms (weights written first) mixed with FFTs of other lengths."""
     regression(cfg, seed, sim=simulator, build_root=build_root)
 
 
@@ -62,13 +64,10 @@ def test_full_scale_and_tiny_inputs(simulator, build_root):
 @pytest.mark.xdist_group("butterfly-wide")
 def test_minilm_hidden_states(simulator, build_root):
     """Real data: MiniLM-L6 hidden states (layer 3) as 16-bit FFT inputs, N = 128 and 64
-    back to back at full rate (cycle model exact), then with backpressure."""
+    back to back with gaps and backpressure."""
     cfg = WIDE
     rows = minilm_fft_rows(cfg, 128, 8)
     re = [*rows[:4], *rows[4:, :64]]
-    im = [np.zeros_like(r) for r in re]
-    result = simulate_fft(re, im, cfg, sim=simulator, build_root=build_root)
-    compare_fft(re, im, result, cfg, check_cycles=True)
     result = simulate_fft(re, None, cfg, sim=simulator, in_rate=0.6, out_rate=0.7, seed=2,
                           build_root=build_root)
     compare_fft(re, None, result, cfg)
@@ -109,3 +108,41 @@ def test_compare_catches_disagreement(what):
         result["error"] = 1
     with pytest.raises(AssertionError):
         compare_fft(re, im, result, cfg, check_cycles=True)
+
+
+# ---- butterfly linear layers (PE real mode, weights written at run time) ----------------------
+
+@pytest.mark.xdist_group("butterfly-wide")
+def test_butterfly_layers_of_several_lengths(simulator, build_root):
+    """A layer of learned-like weights per length (N = 4, 8 < lanes², and 128), each
+    written through the weight stream, then its rows with gaps and backpressure; an FFT of
+    another length interleaved; bit-exact against sim/butterfly.butterfly, with the
+    batch-calibrated and the static (worst-case) stage shifts."""
+    cfg = WIDE
+    rng = np.random.default_rng(21)
+    for n, scaling in ((4, "static"), (8, "batch"), (128, "batch")):
+        x = rng.integers(cfg.data_min, cfg.data_max + 1, (4, n))
+        x[1] = rng.choice([cfg.data_min, cfg.data_max], n)
+        layer = Layer(random_twiddle(n, rng), cfg, x=x, scaling=scaling)
+        fft_re, fft_im = fft_vectors(cfg, 16, rng)["random"]
+        re = [x[0], x[1], fft_re, x[2], x[3]]
+        im = [np.zeros(n, dtype=np.int64)] * 2 + [fft_im] + [np.zeros(n, dtype=np.int64)] * 2
+        modes = [1, 1, 0, 1, 1]
+        result = simulate(re, im, cfg, modes=modes, layer=layer, sim=simulator, in_rate=0.7,
+                          out_rate=0.6, seed=n, build_root=build_root)
+        compare(re, im, result, cfg, modes=modes, layer=layer)
+
+
+@pytest.mark.xdist_group("butterfly-wide")
+def test_butterfly_layer_on_minilm(simulator, build_root):
+    """Real data: MiniLM-L6 hidden states through a 128-point butterfly layer at full rate
+    (and the float product is approximated: SQNR stated in the assertion)."""
+    cfg = WIDE
+    x = minilm_fft_rows(cfg, 128, 6, layer=4)
+    rng = np.random.default_rng(4)
+    twiddle = random_twiddle(128, rng)
+    layer = Layer(twiddle, cfg, x=x)
+    result = simulate_butterfly(x, layer, cfg, sim=simulator, build_root=build_root)
+    compare(x, None, result, cfg, modes=[1] * len(x), layer=layer)
+    approx = model.descale(result["y"], result["scale_log2"])
+    assert model.sqnr_db(approx, model.butterfly_float(x, twiddle)) > 50

@@ -43,6 +43,8 @@ class ButterflyConfig(BlockConfig):
     lanes: int = param(8, "samples per cycle into and out of the array", power_of_two(1, 64))
     pes: int = param(16, "butterfly PEs in the array (one butterfly per cycle each)",
                      in_range(1, 1024))
+    linear: int = param(1, "1: the array also runs butterfly linear layers (run-time weight "
+                           "memories, an input bit-reversal buffer); 0: FFT only", in_range(0, 1))
 
     #: run-time PE modes (the ``mode`` field of a PE beat)
     MODE_FFT = 0

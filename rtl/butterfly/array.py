@@ -53,6 +53,23 @@ elaboration with :meth:`ButterflyConfig.twiddle`, so the output equals the model
 Input and output are in natural order: input beat ``t`` holds samples ``t·P … t·P+P−1``,
 output beat ``t`` holds bins ``t·P … t·P+P−1``.
 
+Butterfly linear layers (``linear=1``)
+--------------------------------------
+A transform whose first beat has ``mode = REAL`` runs a butterfly linear layer
+(:func:`attnforge.sim.butterfly.butterfly`: stage ``k`` with stride ``2**k``) on the real
+parts: the same columns, each PE in real 2×2 mode with its weights ``a, b, c, d`` read from
+its own weight memory (``n_max/lanes`` words, addressed by the beat number beside the
+column's input register) and the column's shift. The columns pair index bits from the most
+significant down, so a real transform first passes an **input bit-reversal buffer** (a
+:class:`~.reorder.ReorderBuffer` on the identity slot map, two transforms deep: ``N/lanes``
+cycles more latency, full rate); the output is in natural order like an FFT's, imaginary
+parts 0. Weights come through the ``w`` stream, one butterfly per beat, at the column, PE
+and address of :meth:`.schedule.ArraySchedule.weight_map` for the layer's ``N``. A pending
+write holds the input at the next transform boundary until the array is empty, so a
+transform never sees half-written weights. Real transforms must have the ``N`` the weights
+were written for. Cost: ``log2(n_max)·n_max/2`` words of ``4·twiddle_bits`` bits of weights
+and ``2·n_max`` complex samples of bit-reversal buffer.
+
 Flow control
 ------------
 One pipeline enable moves every column, exchange and delay line at once; valid/first/last
@@ -61,10 +78,10 @@ buffer (or there is none) and either an input beat arrives or the input is betwe
 transforms, where bubbles are pushed in to drain the pipeline. Inside a transform the
 pipeline stalls on a missing input beat, so every transform's beats stay contiguous, which
 the exchanges rely on. Stream handshakes exist only at the input and at the reorder
-buffer's output.
+buffer's output (and at ``w``). A change of length or mode drains the columns first.
 """
 
-from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -73,14 +90,33 @@ from ..stream import vector_beat
 from .delay import DelayLine
 from .pe import ButterflyPE, Mode, complex_layout
 from .reorder import ReorderBuffer, output_beat
-from .schedule import ArraySchedule
+from .schedule import ArraySchedule, BitReverseSchedule
 
-__all__ = ["input_beat", "output_beat", "ButterflyArray"]
+__all__ = ["input_beat", "output_beat", "weight_beat", "ButterflyArray"]
 
 
 def input_beat(cfg):
-    """``lanes`` complex samples, ``log2n`` (read on a transform's first beat) and ``last``."""
-    return vector_beat(cfg.lanes, complex_layout(cfg.width), log2n=range(cfg.stages_max + 1))
+    """``lanes`` complex samples, ``log2n`` and ``mode`` (read on a transform's first beat),
+    ``last``."""
+    return vector_beat(cfg.lanes, complex_layout(cfg.width), log2n=range(cfg.stages_max + 1),
+                       mode=Mode)
+
+
+def weight_beat(cfg):
+    """One butterfly's real-mode weights, written into a PE's weight memory.
+
+    ``column``, ``pe``, ``addr``: where (:meth:`.schedule.ArraySchedule.weight_map`);
+    ``coef``: ``a, b, c, d`` in Q2.F; ``shift``: the column's per-butterfly shift in real mode
+    (every write to a column sets it).
+    """
+    P, lmax = cfg.lanes, cfg.stages_max
+    return data.StructLayout({
+        "column": range(max(lmax, 2)),
+        "pe": range(max(P // 2, 2)),
+        "addr": range(max(cfg.n_max // P, 2)),
+        "coef": data.ArrayLayout(signed(cfg.twiddle_bits), 4),
+        "shift": signed(cfg.shift_bits),
+    })
 
 
 def _beat(cfg):
@@ -189,12 +225,15 @@ class _Column(wiring.Component):
         self._cfg = cfg
         self._sched = schedule
         self._index = index
-        super().__init__({
+        ports = {
             "en": In(1),
             "log2n": In(range(schedule.log2n_max + 1)),
             "i": In(_beat(cfg)),
             "o": Out(_beat(cfg)),
-        })
+        }
+        if cfg.linear:
+            ports.update({"real": In(1), "w_en": In(1), "w": In(weight_beat(cfg))})
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -241,6 +280,26 @@ class _Column(wiring.Component):
                 m.d.comb += [port.addr.eq(idx), port.en.eq(en)]
                 twiddles.append((port.data[:tb].as_signed(), port.data[tb:].as_signed()))
 
+        # Real mode: each PE's weights at the address of the beat number, read beside the
+        # input register; the column's shift register, set by every write to the column.
+        weights = []
+        if cfg.linear:
+            depth = max(cfg.n_max // sched.lanes, 2)
+            real_shift = Signal(signed(cfg.shift_bits), init=1)
+            with m.If(self.w_en):
+                m.d.sync += real_shift.eq(self.w.shift)
+            for n in range(len(pairs)):
+                mem = memory.Memory(shape=unsigned(4 * tb), depth=depth, init=[])
+                m.submodules[f"weights{n}"] = mem
+                wp, rp = mem.write_port(), mem.read_port()
+                m.d.comb += [
+                    wp.addr.eq(self.w.addr),
+                    wp.data.eq(Cat(*(self.w.coef[k] for k in range(4)))),
+                    wp.en.eq(self.w_en & (self.w.pe == n)),
+                    rp.addr.eq(beat), rp.en.eq(en),
+                ]
+                weights.append([rp.data[k * tb:(k + 1) * tb].as_signed() for k in range(4)])
+
         active = Signal()
         always = all(plan.active for plan in plans.values())
         if always:
@@ -263,12 +322,25 @@ class _Column(wiring.Component):
                 pe.i.valid.eq(1),
                 pe.i.payload.x0.eq(reg.data[l0]),
                 pe.i.payload.x1.eq(reg.data[l1]),
-                pe.i.payload.coef[0].eq(wr),
-                pe.i.payload.coef[1].eq(wi),
-                pe.i.payload.mode.eq(Mode.FFT),
-                pe.i.payload.shift.eq(1),
                 pe.o.ready.eq(1),
             ]
+            if cfg.linear:
+                a, b, c, d = weights[n]
+                m.d.comb += [
+                    pe.i.payload.coef[0].eq(Mux(self.real, a, wr)),
+                    pe.i.payload.coef[1].eq(Mux(self.real, b, wi)),
+                    pe.i.payload.coef[2].eq(c),
+                    pe.i.payload.coef[3].eq(d),
+                    pe.i.payload.mode.eq(Mux(self.real, Mode.REAL, Mode.FFT)),
+                    pe.i.payload.shift.eq(Mux(self.real, real_shift, 1)),
+                ]
+            else:
+                m.d.comb += [
+                    pe.i.payload.coef[0].eq(wr),
+                    pe.i.payload.coef[1].eq(wi),
+                    pe.i.payload.mode.eq(Mode.FFT),
+                    pe.i.payload.shift.eq(1),
+                ]
             pe_out[l0], pe_out[l1] = pe.o.payload.y0, pe.o.payload.y1
         flags = [Signal(_flags(cfg), name=f"flags{k}") for k in range(cfg.PE_LATENCY)]
         with m.If(en):
@@ -301,12 +373,18 @@ class ButterflyArray(wiring.Component):
     Attributes
     ----------
     i : In(stream) of :func:`input_beat`
-        Samples in natural order, ``lanes`` per beat; ``log2n`` on a transform's first beat.
+        Samples in natural order, ``lanes`` per beat; ``log2n`` and ``mode`` on a transform's
+        first beat.
     o : Out(stream) of :func:`output_beat`
         The transform in natural order, ``lanes`` bins per beat, ``last`` on its final beat:
-        the model's ``fft(re, im, cfg)`` (fixed scaling, ``scale_log2 = log2n``).
+        the model's ``fft(re, im, cfg)`` (fixed scaling, ``scale_log2 = log2n``), or in real
+        mode ``butterfly(re, T, cfg, scaling=shifts)`` with the written weights and shifts.
+    w : In(stream) of :func:`weight_beat`
+        Only with ``linear=1``: butterfly-linear weights (ready only between transforms,
+        with the array empty).
     error : Out(1)
-        Sticky: a ``log2n`` out of range, or ``last`` where the count disagrees.
+        Sticky: a ``log2n`` out of range, ``last`` where the count disagrees, or real mode
+        asked of an array without it.
     schedule : ArraySchedule
     pes : int
         Butterfly PEs: ``lanes/2 · log2(n_max)``.
@@ -324,11 +402,14 @@ class ButterflyArray(wiring.Component):
         self.schedule = ArraySchedule(config.lanes, config.n_max)
         self.pes = config.lanes // 2 * config.stages_max
         self.multipliers = config.MULTIPLIERS_PER_PE * self.pes
-        super().__init__({
+        ports = {
             "i": In(stream.Signature(input_beat(config))),
             "o": Out(stream.Signature(output_beat(config))),
             "error": Out(1),
-        })
+        }
+        if config.linear:
+            ports["w"] = In(stream.Signature(weight_beat(config)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -338,7 +419,8 @@ class ButterflyArray(wiring.Component):
 
         # -- the columns and exchanges, in order ---------------------------------------------
         cur_log2n = Signal(range(lmax + 1), init=p)     # the transforms in the columns
-        new_length = Signal()                           # a transform of another N enters
+        cur_real = Signal()                             # … and their mode (1: real)
+        new_length = Signal()                           # a transform of another N or mode enters
         head = Signal(_beat(cfg), name="head")          # the input register
         beat = head
         for c, col in enumerate(sched.columns):
@@ -359,6 +441,12 @@ class ButterflyArray(wiring.Component):
             column = _Column(cfg, sched, c)
             m.submodules[f"col{c}"] = column
             m.d.comb += [column.en.eq(en), column.log2n.eq(cur_log2n), column.i.eq(beat)]
+            if cfg.linear:
+                m.d.comb += [
+                    column.real.eq(cur_real),
+                    column.w_en.eq(self.w.valid & self.w.ready & (self.w.payload.column == c)),
+                    column.w.eq(self.w.payload),
+                ]
             beat = column.o
         tail = beat
 
@@ -373,49 +461,117 @@ class ButterflyArray(wiring.Component):
             rob.w_log2n.eq(cur_log2n),
         ]
 
-        # -- the input: frame count, length changes, the pipeline enable -------------------------
+        # -- the front: frames as the user sends them ------------------------------------------
+        # Counts each transform's beats (``last`` and ``log2n`` are checked here), sends FFT
+        # transforms straight to the columns and real ones through the input bit-reversal
+        # buffer, and holds the input between transforms while weights are being written.
         inp = self.i.payload
-        in_beat = Signal(range(max(cfg.n_max // P, 2)))        # beat number in the transform
-        frame_end = Signal(range(max(cfg.n_max // P, 2)))      # its last beat number
-        boundary = in_beat == 0
-        log2n = Signal(range(lmax + 1))
+        beat_range = range(max(cfg.n_max // P, 2))
+
+        def first_end(log2n_value, name):
+            value = Signal(beat_range, name=name)
+            with m.Switch(log2n_value):
+                for n in sched.log2n_range:
+                    with m.Case(n):
+                        m.d.comb += value.eq((1 << (n - p)) - 1)
+            return value
+
+        f_beat = Signal(beat_range)                 # beat number in the user's transform
+        f_end = Signal(beat_range)                  # its last beat number
+        f_log2n_reg = Signal(range(lmax + 1), init=p)
+        f_real_reg = Signal()
+        f_boundary = f_beat == 0
+        log2n_in = Signal(range(lmax + 1))
         bad_log2n = Signal()
         m.d.comb += [
             bad_log2n.eq((inp.log2n < p) | (inp.log2n > lmax)),
-            log2n.eq(Mux(inp.log2n < p, p, Mux(inp.log2n > lmax, lmax, inp.log2n))),
+            log2n_in.eq(Mux(inp.log2n < p, p, Mux(inp.log2n > lmax, lmax, inp.log2n))),
         ]
-        latency_bound = 2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 8
-        in_flight = Signal(range(latency_bound + 1))          # valid beats in the columns
+        f_log2n = Signal(range(lmax + 1))
+        f_real = Signal()
+        f_ends = Signal()
+        in_end = first_end(log2n_in, "in_end")
+        real_in = (inp.mode == Mode.REAL) if cfg.linear else Const(0, 1)
+        m.d.comb += [
+            f_log2n.eq(Mux(f_boundary, log2n_in, f_log2n_reg)),
+            f_real.eq(Mux(f_boundary, real_in, f_real_reg)),
+            f_ends.eq(Mux(f_boundary, in_end == 0, f_beat == f_end)),
+        ]
+
+        # The core's input: the bit-reversal buffer's output while it has one, else the front.
+        c_valid = Signal()
+        c_ready = Signal()
+        c_data = Signal(data.ArrayLayout(complex_layout(cfg.width), P))
+        c_log2n = Signal(range(lmax + 1))
+        c_real = Signal()
+        in_flight = Signal(range(2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 9))
+        hold = Signal()                             # weights waiting: no new transform
+        if cfg.linear:
+            m.submodules.bitrev = rev = ReorderBuffer(cfg, BitReverseSchedule(P, cfg.n_max))
+            w_ready = f_boundary & rev.idle & (in_flight == 0)
+            m.d.comb += [
+                hold.eq(self.w.valid),
+                self.w.ready.eq(w_ready),
+                rev.w_en.eq(self.i.valid & f_real & rev.w_ready & ~(f_boundary & hold)),
+                rev.w.data.eq(inp.data),
+                rev.w.first.eq(f_boundary),
+                rev.w.last.eq(f_ends),
+                rev.w_log2n.eq(f_log2n),
+                rev.o.ready.eq(c_ready),
+                c_valid.eq(rev.o.valid | (self.i.valid & ~f_real & rev.idle
+                                          & ~(f_boundary & hold))),
+                c_data.eq(Mux(rev.o.valid, rev.o.payload.data, inp.data)),
+                c_log2n.eq(Mux(rev.o.valid, rev.o_log2n, f_log2n)),
+                c_real.eq(rev.o.valid),
+                self.i.ready.eq(~(f_boundary & hold)
+                                & Mux(f_real, rev.w_ready, c_ready & rev.idle)),
+            ]
+        else:
+            m.d.comb += [
+                c_valid.eq(self.i.valid),
+                c_data.eq(inp.data),
+                c_log2n.eq(f_log2n),
+                self.i.ready.eq(c_ready),
+            ]
+        f_accept = self.i.valid & self.i.ready
+        with m.If(f_accept):
+            with m.If(f_boundary):
+                m.d.sync += [f_log2n_reg.eq(log2n_in), f_real_reg.eq(real_in),
+                             f_end.eq(in_end)]
+            m.d.sync += f_beat.eq(Mux(f_ends, 0, f_beat + 1))
+            bad_mode = (inp.mode == Mode.REAL) if not cfg.linear else Const(0, 1)
+            with m.If((inp.last != f_ends) | (f_boundary & (bad_log2n | bad_mode))):
+                m.d.sync += self.error.eq(1)
+
+        # -- the core: frame count, length/mode changes, the pipeline enable ---------------------
+        in_beat = Signal(beat_range)               # beat number in the transform
+        frame_end = Signal(beat_range)             # its last beat number
+        boundary = in_beat == 0
         drain = Signal()
-        m.d.comb += drain.eq(boundary & (log2n != cur_log2n) & (in_flight != 0))
+        m.d.comb += drain.eq(boundary & ((c_log2n != cur_log2n) | (c_real != cur_real))
+                             & (in_flight != 0))
         room = Signal()
         m.d.comb += [
             room.eq(~tail.valid | rob.w_ready),
-            self.i.ready.eq(room & ~drain),
-            en.eq(room & (self.i.valid | boundary)),
+            c_ready.eq(room & ~drain),
+            en.eq(room & (c_valid | boundary)),
         ]
-        accept = self.i.valid & self.i.ready
-        m.d.comb += new_length.eq(accept & boundary & (log2n != cur_log2n))
+        accept = c_valid & c_ready
+        m.d.comb += new_length.eq(accept & boundary & ((c_log2n != cur_log2n) | (c_real != cur_real)))
         ends = Signal()
-        first_end = Signal(range(max(cfg.n_max // P, 2)))
-        with m.Switch(log2n):
-            for n in sched.log2n_range:
-                with m.Case(n):
-                    m.d.comb += first_end.eq((1 << (n - p)) - 1)
-        m.d.comb += ends.eq(Mux(boundary, first_end == 0, in_beat == frame_end))
+        c_end = first_end(c_log2n, "c_end")
+        m.d.comb += ends.eq(Mux(boundary, c_end == 0, in_beat == frame_end))
         with m.If(en):
             m.d.sync += [
-                head.data.eq(inp.data),
+                head.data.eq(c_data),
                 head.valid.eq(accept),
                 head.first.eq(accept & boundary),
                 head.last.eq(accept & ends),
             ]
         with m.If(accept):
             with m.If(boundary):
-                m.d.sync += [cur_log2n.eq(log2n), frame_end.eq(first_end)]
+                m.d.sync += [cur_log2n.eq(c_log2n), cur_real.eq(c_real), frame_end.eq(c_end)]
             m.d.sync += in_beat.eq(Mux(ends, 0, in_beat + 1))
-            with m.If((inp.last != ends) | (boundary & bad_log2n)):
-                m.d.sync += self.error.eq(1)
         leave = en & tail.valid
         with m.If(accept & ~leave):
             m.d.sync += in_flight.eq(in_flight + 1)

@@ -55,6 +55,10 @@ class ReorderBuffer(wiring.Component):
     o : Out(stream) of :func:`output_beat`
         Natural order, ``N / lanes`` beats per transform, the first one cycle after the
         transform's last write at the earliest.
+    o_log2n : Out
+        ``log2 N`` of the transform ``o`` carries (valid with ``o.valid``).
+    idle : Out(1)
+        The buffer holds nothing: no transform written, none being read out.
     """
 
     def __init__(self, config, schedule):
@@ -68,6 +72,8 @@ class ReorderBuffer(wiring.Component):
             "w_log2n": In(range(schedule.log2n_max + 1)),
             "w_ready": Out(1),
             "o": Out(stream.Signature(output_beat(config))),
+            "o_log2n": Out(range(schedule.log2n_max + 1)),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -137,8 +143,10 @@ class ReorderBuffer(wiring.Component):
         last = Signal()
         with m.If(advance):
             m.d.sync += self.o.valid.eq(issue)
+        m.d.comb += self.idle.eq(~full[0] & ~full[1] & ~self.o.valid)
         with m.If(issue):
-            m.d.sync += [last.eq(r_last), *(s.eq(n) for s, n in zip(sel, sel_now))]
+            m.d.sync += [last.eq(r_last), self.o_log2n.eq(r_log2n),
+                         *(s.eq(n) for s, n in zip(sel, sel_now))]
             with m.If(r_last):
                 m.d.sync += [t_out.eq(0), r_half.eq(~r_half)]
                 for h in range(2):

@@ -44,7 +44,7 @@ natural order.
 
 import dataclasses
 
-__all__ = ["Column", "ColumnPlan", "ArraySchedule"]
+__all__ = ["Column", "ColumnPlan", "ArraySchedule", "BitReverseSchedule"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +86,15 @@ class ColumnPlan:
         Source of each bit of the twiddle ROM index (LSB first, ``kmax`` entries):
         ``("lane", m)`` (bit ``m`` of the PE's ``x0`` lane number), ``("time", t)`` (bit
         ``t`` of the beat number at the column's input) or ``None`` (0).
+    slots : tuple
+        ``(lane_slots, time_slots)`` at the PEs' inputs (after the exchange): the x-bit
+        each slot holds (empty when inactive).
     """
     active: bool
     exchange: object
     stage: int
     twiddle_bits: tuple
+    slots: tuple = ((), ())
 
 
 class ArraySchedule:
@@ -170,7 +174,7 @@ class ArraySchedule:
             bits = [None] * col.kmax
             for r in range(stage):
                 bits[r + col.kmax - stage] = where[log2n - 1 - r]
-            plans.append(ColumnPlan(True, exchange, stage, tuple(bits)))
+            plans.append(ColumnPlan(True, exchange, stage, tuple(bits), (tuple(lane), tuple(time))))
             stage += 1
         assert stage == log2n
         return tuple(plans), (tuple(lane), tuple(time))
@@ -210,3 +214,56 @@ class ArraySchedule:
                 bank ^= ((addr >> t) & 1) << m
             return bank, addr
         return h, read
+
+    def pe_pairs(self, column):
+        """The lane pairs ``(l0, l1)`` of a column's PEs, in PE order."""
+        bit = self.columns[column].lane_bit
+        return [(l, l | 1 << bit) for l in range(self.lanes) if not l >> bit & 1]
+
+    def weight_map(self, log2n):
+        """Where each butterfly-linear weight goes for ``N = 2**log2n``.
+
+        In real (butterfly-linear) mode the array's input passes a bit-reversal buffer, so
+        the sample at array stream index ``i`` is ``x[rev(i)]`` and the model position of a
+        sample is ``A = rev(i)``: position bit ``q`` is x-bit ``log2n-1-q``. Stage ``k``
+        pairs the positions differing in bit ``k``, pair ``p`` = the position with bit ``k``
+        removed (:func:`attnforge.sim.butterfly.butterfly`). Each PE holds the weights of
+        its pairs at the address of the beat number at its column's input.
+
+        Returns
+        -------
+        list of lists
+            ``[k][p] = (column, pe, address)``.
+        """
+        n = 1 << log2n
+        out = [[None] * (n // 2) for _ in range(log2n)]
+        for c, plan in enumerate(self.plan(log2n)):
+            if not plan.active:
+                continue
+            k = plan.stage
+            lane_slots, time_slots = plan.slots
+            for pe, (l0, _) in enumerate(self.pe_pairs(c)):
+                for beat in range(max(n // self.lanes, 1)):
+                    xbits = {x: l0 >> m & 1 for m, x in enumerate(lane_slots)}
+                    xbits.update({x: beat >> t & 1 for t, x in enumerate(time_slots)})
+                    pos = sum(xbits[log2n - 1 - q] << q for q in range(log2n))
+                    assert not pos >> k & 1
+                    pair = (pos >> (k + 1)) << k | pos & ((1 << k) - 1)
+                    assert out[k][pair] is None
+                    out[k][pair] = (c, pe, beat)
+        return out
+
+
+class BitReverseSchedule(ArraySchedule):
+    """A slot map for a :class:`~.reorder.ReorderBuffer` that bit-reverses its input.
+
+    Its "final" slot map is the identity (lane slot ``m`` holds x-bit ``m``, time slot ``t``
+    x-bit ``p + t``), so the buffer reads out position ``f`` = sample ``rev(f)``: the input
+    buffer of the array's real (butterfly-linear) mode.
+    """
+
+    def __init__(self, lanes, n_max):
+        super().__init__(lanes, n_max)
+        self._finals = {log2n: (tuple(range(self.p)),
+                                tuple(self.p + t for t in range(log2n - self.p)))
+                        for log2n in self.log2n_range}
