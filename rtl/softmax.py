@@ -269,19 +269,13 @@ class Softmax(wiring.Component):
         sbusy = Signal()
         sbeat = Signal(beat_bits)
         s_last = Signal(beat_bits)
-        cur_max = Signal(signed(SB))
-        cur_mant = Signal(cfg.SCALE_MANT_BITS)
-        cur_shift = Signal(range(shift_max + 1))
-        cur_half = Signal(x_bits)
+        # The row's max and scale stay in their slot while it is read: the pipeline takes
+        # them from there, so starting a row loads only a few registers.
         with m.If(~sbusy & (score_state[ss] == FULL) & (term_state[ts] == FREE)):
             m.d.sync += [
                 sbusy.eq(1),
                 sbeat.eq(0),
                 s_last.eq(slot_last[ss]),
-                cur_max.eq(slot_max[ss]),
-                cur_mant.eq(slot_mant[ss]),
-                cur_shift.eq(slot_shift[ss]),
-                cur_half.eq(Const(1, x_bits + 1) << slot_shift[ss] >> 1),
                 term_last[ts].eq(slot_last[ss]),
                 term_thr[ts].eq(slot_thr[ss]),
             ]
@@ -298,7 +292,8 @@ class Softmax(wiring.Component):
                 ]
         # A: the score buffer's read register holds the beat.
         a = stage(m, "sa", valid=sbusy, first=sbeat == 0, last=sbeat == s_last, beat=sbeat,
-                   slot=ts, max=cur_max, mant=cur_mant, shift=cur_shift, half=cur_half)
+                   slot=ts, max=slot_max[ss], mant=slot_mant[ss], shift=slot_shift[ss],
+                   half=(Const(1, x_bits + 1) << slot_shift[ss] >> 1)[:x_bits])
         lanes = range(L)
         # A': a fabric register after the block RAM (its clock-to-out is slow).
         a = stage(m, "sa2", **vars(a), score=[s_rd.data[n].score for n in lanes],
@@ -415,30 +410,17 @@ class Softmax(wiring.Component):
         nbusy = Signal()
         nbeat = Signal(beat_bits)
         n_last = Signal(beat_bits)
-        cur_r = Signal(RB)
-        cur_sh = Signal(sh_bits)
-        cur_half = Signal(norm_bits)
-        cur_mp = Signal(cfg.prob_bits)
-        cur_ref = Signal()
+        # As in the sum pass, the row's constants are read from its slot while it is read.
         with m.If(~nbusy & (term_state[ns] == FULL)):
-            m.d.sync += [
-                nbusy.eq(1),
-                nbeat.eq(0),
-                n_last.eq(term_last[ns]),
-                cur_r.eq(term_r[ns]),
-                cur_sh.eq(term_sh[ns]),
-                cur_half.eq(term_half[ns]),
-                cur_mp.eq(term_mp[ns]),
-                cur_ref.eq(term_ref[ns]),
-            ]
+            m.d.sync += [nbusy.eq(1), nbeat.eq(0), n_last.eq(term_last[ns])]
         issue = nbusy & en
         m.d.comb += [t_rd.addr.eq(Cat(nbeat, ns)), t_rd.en.eq(en)]
         with m.If(issue):
             m.d.sync += nbeat.eq(nbeat + 1)
             with m.If(nbeat == n_last):
                 m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns, TERM_SLOTS))]
-        n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=cur_r, sh=cur_sh,
-                    half=cur_half, mp=cur_mp, ref=cur_ref)
+        n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=term_r[ns],
+                   sh=term_sh[ns], half=term_half[ns], mp=term_mp[ns], ref=term_ref[ns])
         # A fabric register after the block RAM.
         n0 = stage(m, "n0b", en=en, **vars(n0), alive=Cat(t_rd.data[n].alive for n in lanes),
                    t=[t_rd.data[n].term[G:] for n in lanes])
