@@ -226,10 +226,14 @@ class Packer(wiring.Component):
             self.o.payload.count.eq(Mux(fill > wout, wout, fill)),
             self.o.payload.last.eq(ending & (fill <= wout)),
         ]
-        # The word at the head: the ring rotated left by head, first wout entries.
-        at_head = rotate(m, list(ring), head, left=True, name="head")
-        for n in range(wout):
-            m.d.comb += self.o.payload.data[n].eq(at_head[n])
+        # The word at the head. Every word but a vector's last takes exactly wout entries,
+        # and the last one empties the ring, which then restarts at 0: so head is a multiple
+        # of wout and the word is one of size/wout aligned windows, not a full rotation.
+        windows = [Cat(ring[w * wout + n] for n in range(wout)) for w in range(size // wout)]
+        word_bits = exact_log2(wout)
+        at_head = rotate(m, windows, head[word_bits:], left=True, name="head") if len(windows) > 1 \
+            else windows
+        m.d.comb += self.o.payload.data.eq(at_head[0])
         taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
         m.d.comb += self.i.ready.eq(
             1 if self._always_ready else
@@ -262,5 +266,7 @@ class Packer(wiring.Component):
         with m.If(placed_last):
             m.d.sync += ending.eq(1)
         with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-            m.d.sync += ending.eq(0)
+            # The ring is empty and nothing enters now (i.ready needs ~ending, or the
+            # always_ready promise of idle cycles): the next vector starts at entry 0.
+            m.d.sync += [ending.eq(0), head.eq(0), tail.eq(0)]
         return m

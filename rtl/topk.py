@@ -319,8 +319,8 @@ class TopK(wiring.Component):
 
         # ---- Stage 3: emit in input order ---------------------------------------------
         # read (the memory's data port) -> fetched (a register: no logic after the block
-        # RAM's clock-to-out) -> classified (> and = the k-th value, ties before each lane)
-        # -> decided (the kept lanes) -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
+        # RAM's clock-to-out) -> compared (> and = the k-th value) -> classified (ties before
+        # each lane) -> decided (the kept lanes) -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
         # FIFO ever stalls: a word is read only with a credit, one per FIFO entry, returned
         # when the packer takes the entry. So no ready signal crosses the pipeline.
         # Each word carries its vector's threshold and tie budget.
@@ -388,22 +388,33 @@ class TopK(wiring.Component):
         fetch_values = Signal(word_shape)
         m.d.sync += [fetch_full.eq(read_full), fetch.eq(read), fetch_values.eq(emit_port.data)]
 
+        # compared: each lane against the threshold (> and =), nothing else in the cycle.
+        compared = Signal(word_info)
+        compared_full = Signal()
+        compared_values = Signal(word_shape)
+        compared_greater = Signal(C)
+        compared_equal = Signal(C)
+        m.d.sync += [compared_full.eq(fetch_full), compared.eq(fetch), compared_values.eq(fetch_values)]
+        for lane in range(C):
+            present = lane < fetch.present
+            m.d.sync += [
+                compared_greater[lane].eq(present & (fetch_values[lane] > fetch.threshold)),
+                compared_equal[lane].eq(present & (fetch_values[lane] == fetch.threshold)),
+            ]
+
+        # classified: the ties before each lane (a prefix sum of the equal lanes).
         classed = Signal(word_info)
         classed_full = Signal()
         classed_values = Signal(word_shape)
         greater = Signal(C)
         equal = Signal(C)
         ties_before = [Signal(count, name=f"ties_before{lane}") for lane in range(C)]
-        lane_present = [lane < fetch.present for lane in range(C)]
-        lane_equal = wires(m, [present & (fetch_values[lane] == fetch.threshold)
-                               for lane, present in enumerate(lane_present)], "equal")
-        m.d.sync += [classed_full.eq(fetch_full), classed.eq(fetch), classed_values.eq(fetch_values)]
-        for lane, before in enumerate(prefix_counts(m, lane_equal, "ties")):
-            m.d.sync += [
-                greater[lane].eq(lane_present[lane] & (fetch_values[lane] > fetch.threshold)),
-                equal[lane].eq(lane_equal[lane]),
-                ties_before[lane].eq(before),
-            ]
+        m.d.sync += [
+            classed_full.eq(compared_full), classed.eq(compared), classed_values.eq(compared_values),
+            greater.eq(compared_greater), equal.eq(compared_equal),
+        ]
+        for lane, before in enumerate(prefix_counts(m, list(compared_equal), "ties")):
+            m.d.sync += ties_before[lane].eq(before)
 
         # decided: which lanes are kept (the tie counter admits the earliest ties).
         ties_left = Signal(count)

@@ -164,11 +164,11 @@ def cycles(scores, k, cfg=TopKConfig()):
     sel_done = None                       # cycle of the running vector's final resolve
     emit_vec = emit_slot = emit_word = 0
     emitting = False
-    # The emit pipeline: read, fetched, classified, decided, the zero eliminator's two stages, then
+    # The emit pipeline: read, fetched, compared, classified, decided, the zero eliminator's two stages, then
     # a FIFO (entries readable two cycles after their write, one cycle after the previous
     # entry's read) that the packer drains; a word is read only with one of its credits.
     # Each stage holds (kept, last) of a word, or None.
-    read = fetched = classed = decided = stage1 = stage2 = None
+    read = fetched = compared = classed = decided = stage1 = stage2 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
     placed = None                          # (kept, last) rotated into place, not yet in the ring
@@ -222,7 +222,8 @@ def cycles(scores, k, cfg=TopKConfig()):
         credits += int(popped) - int(issued is not None)
         if stage2 is not None:
             queue.append((cycle, stage2))
-        stage2, stage1, decided, classed, fetched, read = stage1, decided, classed, fetched, read, issued
+        stage2, stage1, decided, classed, compared, fetched, read = \
+            stage1, decided, classed, compared, fetched, read, issued
         fill, ending = fill - taken + given, next_ending
         for slot, value in updates:
             state[slot] = value
