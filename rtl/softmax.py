@@ -31,18 +31,18 @@ product; every variable shift and adder-tree level ends in a register, and every
 read is registered once more in the fabric before any logic.
 
 Cycles (:func:`attnforge.sim.softmax.softmax_cycles`): a lone row of ``B = ceil(N / L)``
-beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 31``
+beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 33``
 cycles from its first input handshake to its last output handshake (both included): the
 three passes of ``B`` cycles, the max tree and the adder tree (``ceil_log2(L)`` registers
-each), and 31 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
-11 (a register after the block RAM, ``d`` into the multipliers, their products, the
-products' sum, ``+ half``, two shifts, exp ROM, a register after it, ``+ 2**(i−1)``,
-``>> i``), the accumulator 1, the reciprocal and decision 9, the slot handover 1, the
-normalize pass's start 1, its pipeline 5 (a register after the block RAM, operands,
+each), and 33 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
+12 (a register after the block RAM, ``d`` into the multipliers, their products, the
+products' sum, ``+ half``, two shifts, saturation, exp ROM, a register after it,
+``+ 2**(i−1)``, ``>> i``), the accumulator 1, the reciprocal and decision 10, the slot
+handover 1, the normalize pass's start 1, its pipeline 5 (a register after the block RAM, operands,
 product, rounding, output register) and the output handshake 1. Rows back to back leave
-one every ``B + 1`` cycles (each pass spends one cycle starting a row) once ``B ≥ 10 +
-ceil_log2(L)/2``; shorter rows are bounded by the term slots' turnaround of ``2·B + 24 +
-ceil_log2(L)`` cycles per four rows.
+one every ``B + 1`` cycles (each pass spends one cycle starting a row) once ``B ≥ 11 +
+ceil_log2(L)/2``; shorter rows are bounded by the term slots' turnaround of ``2·B + 26 +
+ceil_log2(L)`` cycles per four rows (:func:`attnforge.sim.softmax.softmax_interval`).
 
 Multipliers (:func:`attnforge.rtl.dsp.multiply`) keep their operand and product registers
 inside the MULT18X18D blocks on ECP5: ``2·L`` for ``d·mant`` (``d`` is ``score_bits`` > 18
@@ -68,8 +68,8 @@ FREE, FILLING, FULL = 0, 1, 2
 #: max tree's drain and the start cycles
 SCORE_SLOTS = 3
 #: row slots of the term buffer: a slot is held from its row's sum pass, through the
-#: reciprocal, to the end of its normalize pass (2·B + 24 + ceil_log2(L) cycles), so four
-#: keep rows of B ≥ 10 + ceil_log2(L)/2 beats at one pass per row
+#: reciprocal, to the end of its normalize pass (2·B + 26 + ceil_log2(L) cycles), so four
+#: keep rows of B ≥ 11 + ceil_log2(L)/2 beats at one pass per row
 TERM_SLOTS = 4
 
 
@@ -156,7 +156,7 @@ class Softmax(wiring.Component):
         # d·mant: d has score_bits > 18, so two multipliers and a sum stage
         self._dm_latency = multiply_latency(unsigned(config.score_bits),
                                             unsigned(config.SCALE_MANT_BITS))
-        self.latency = 2 * ceil_log2(self.lanes) + 28 + self._dm_latency
+        self.latency = 2 * ceil_log2(self.lanes) + 30 + self._dm_latency
         super().__init__({
             "i": In(stream.Signature(input_beat(config))),
             "o": Out(stream.Signature(output_beat(config))),
@@ -313,14 +313,12 @@ class Softmax(wiring.Component):
         e = stage(m, "se", valid=d.valid, first=d.first, last=d.last, beat=d.beat, slot=d.slot,
                    shift=d.shift[:3], alive=d.alive,
                    x=[d.x[n] >> Cat(Const(0, 3), d.shift[3:]) for n in lanes])
-        # F: >> the rest, saturate to y_max.
-        ys = []
-        for n in lanes:
-            shifted = Signal(x_bits, name=f"sf_shifted{n}")
-            m.d.comb += shifted.eq(e.x[n] >> e.shift)
-            ys.append(Mux(shifted[cfg.y_bits:].any(), cfg.y_max, shifted[:cfg.y_bits]))
+        # F: >> the rest; F': saturate to y_max.
         f = stage(m, "sf", valid=e.valid, first=e.first, last=e.last, beat=e.beat, slot=e.slot,
-                   alive=e.alive, y=ys)
+                  alive=e.alive, x=[(e.x[n] >> e.shift)[:x_bits] for n in lanes])
+        f = stage(m, "sf2", valid=f.valid, first=f.first, last=f.last, beat=f.beat, slot=f.slot,
+                  alive=f.alive, y=[Mux(f.x[n][cfg.y_bits:].any(), cfg.y_max, f.x[n][:cfg.y_bits])
+                                    for n in lanes])
         # G: the exp ROM reads frac(y); int(y) clamped to i_max.
         for n in lanes:
             m.d.comb += exp_ports[n].addr.eq(f.y[n][:F])
@@ -383,9 +381,12 @@ class Softmax(wiring.Component):
                          platform=platform)
         r5 = stage(m, "r5", valid=r4.valid, slot=r4.slot, sh=r4.sh, half=r4.half, r0=r4.r0)
         r6 = stage(m, "r6", valid=r5.valid, slot=r5.slot, sh=r5.sh, half=r5.half, r0=r5.r0)
+        # The Newton correction, rounded (r6'), then r = min(r0 + correction, 2**RB − 1) (r7).
         cn = 2 * RB - 1 - cfg.RECIP_ERR_SHIFT
-        step = Signal(signed(len(r0err) + 2))
-        m.d.comb += step.eq(r6.r0 + ((r0err + (1 << (cn - 1))) >> cn))
+        r6 = stage(m, "r6b", valid=r6.valid, slot=r6.slot, sh=r6.sh, half=r6.half, r0=r6.r0,
+                   corr=(r0err + (1 << (cn - 1))) >> cn)
+        step = Signal(signed(len(r6.corr) + 2))
+        m.d.comb += step.eq(r6.r0 + r6.corr)
         r7 = stage(m, "r7", valid=r6.valid, slot=r6.slot, sh=r6.sh, half=r6.half,
                    r=Mux(step > (1 << RB) - 1, (1 << RB) - 1, step)[:RB])
         # max_prob: the normalize step for the term 1.0, add then shift.

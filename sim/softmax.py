@@ -36,7 +36,8 @@ from ..configs.qk import QKConfig
 
 __all__ = ["ScaleConstant", "scale_constant", "threshold_code", "check_scores", "exponent",
            "exp_terms", "reciprocal", "normalize", "SoftmaxStages", "softmax_stages",
-           "softmax_fixed", "SOFTMAX_FIXED_CYCLES", "softmax_cycles"]
+           "softmax_fixed", "SOFTMAX_FIXED_CYCLES", "SOFTMAX_TERM_TURNAROUND", "softmax_cycles",
+           "softmax_interval"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,7 +255,12 @@ def softmax_fixed(scores_int, scale, cfg=QKConfig(), alive=None):
 
 
 #: the fixed part of a lone row's cycles in rtl/softmax.py (pipelines and start cycles)
-SOFTMAX_FIXED_CYCLES = 31
+SOFTMAX_FIXED_CYCLES = 33
+#: the fixed part of a term slot's turnaround in rtl/softmax.py: from its row's sum-pass start
+#: to the end of its normalize pass, less the two passes (pipelines, reciprocal, handovers)
+SOFTMAX_TERM_TURNAROUND = 26
+#: term slots in rtl/softmax.py
+SOFTMAX_TERM_SLOTS = 4
 
 
 def softmax_cycles(n_keys, cfg=QKConfig()):
@@ -271,3 +277,19 @@ def softmax_cycles(n_keys, cfg=QKConfig()):
     lanes = cfg.scores_per_cycle
     beats = -(-n_keys // lanes)
     return 3 * beats + 2 * (lanes - 1).bit_length() + SOFTMAX_FIXED_CYCLES
+
+
+def softmax_interval(n_keys, cfg=QKConfig()):
+    """Average cycles per row of the RTL softmax for rows of ``n_keys`` back to back.
+
+    Input at full rate, output always ready. Each pass takes ``B + 1`` cycles per row
+    (``B = ceil(n_keys / L)`` beats and a start cycle); a term slot is held for ``2·B +``
+    :data:`SOFTMAX_TERM_TURNAROUND` ``+ ceil_log2(L)`` cycles and there are four, so short
+    rows leave in bursts at that average. Returns a float.
+    """
+    if not 1 <= n_keys <= cfg.n_max:
+        raise ValueError(f"n_keys={n_keys} is out of range: allowed [1, n_max={cfg.n_max}]")
+    lanes = cfg.scores_per_cycle
+    beats = -(-n_keys // lanes)
+    turnaround = 2 * beats + SOFTMAX_TERM_TURNAROUND + (lanes - 1).bit_length()
+    return max(beats + 1, turnaround / SOFTMAX_TERM_SLOTS)

@@ -204,25 +204,22 @@ def test_default_config_full_row():
 @pytest.mark.parametrize("cfg", [SMALL, ONE, THREE, FOUR], ids=["L2", "L1", "L3", "L4"])
 def test_cycles_match_the_model(cfg):
     """A lone row at full rate: last output exactly softmax_cycles(N) after the first input;
-    back to back, a row every B + 1 cycles (B = ceil(N/L) ≥ 10 + ceil_log2(L)/2), and four
-    rows every 2·B + 24 + ceil_log2(L) cycles when shorter."""
+    back to back, rows at softmax_interval(N): one pass per row, or the term slots' bound."""
     rng = random.Random(9)
     for n in (1, cfg.scores_per_cycle + 1, cfg.n_max):
         rows = [Row([rng.randint(-999, 999) for _ in range(n)], cfg=cfg)]
         _, times, dut = check(cfg, rows, gap=0, stall=0)
         assert times["last_out"][0] - times["first_in"][0] + 1 == sm.softmax_cycles(n, cfg)
-    L, tree = cfg.scores_per_cycle, (cfg.scores_per_cycle - 1).bit_length()
-    for beats in (cfg.n_max // L, 10 + -(-tree // 2)):
-        rows = [Row([rng.randint(-999, 999) for _ in range(beats * L)], cfg=cfg) for _ in range(5)]
+    L = cfg.scores_per_cycle
+    for beats in (cfg.n_max // L, 14, 4):
+        rows = [Row([rng.randint(-999, 999) for _ in range(beats * L)], cfg=cfg) for _ in range(13)]
         _, times, _ = check(cfg, rows, gap=0, stall=0)
-        assert np.diff(times["last_out"]).tolist() == [beats + 1] * 4
-    # shorter rows: four term slots turn around in 2·B + 24 + ceil_log2(L) cycles
-    beats = 4
-    rows = [Row([rng.randint(-999, 999) for _ in range(beats * L)], cfg=cfg) for _ in range(12)]
-    _, times, _ = check(cfg, rows, gap=0, stall=0)
-    ends = times["last_out"]
-    assert [ends[k + 4] - ends[k] for k in range(4, 8)] == [2 * beats + 24 + tree] * 4
-
+        ends = times["last_out"]
+        interval = sm.softmax_interval(beats * L, cfg)
+        if interval == beats + 1:             # every row at the rate of one pass
+            assert np.diff(ends[1:]).tolist() == [beats + 1] * 11
+        else:                                 # bursts of four rows, bounded by the term slots
+            assert [ends[k + 4] - ends[k] for k in range(4, 9)] == [4 * interval] * 5
 
 def test_latency_attribute_matches_the_model():
     for cfg in (SMALL, ONE, THREE, FOUR, QKConfig()):
