@@ -119,7 +119,8 @@ class QKLanes(wiring.Component):
     """``multipliers`` parallel 12×12 multipliers and adder trees: ``L`` scores per beat.
 
     Pipeline: operands (the query element and the key element of each multiplier: its input
-    registers) → products → ``log2(D)`` adder-tree levels → an output FIFO of
+    registers) → products (both inside the MULT18X18D blocks on ECP5,
+    :func:`~attnforge.rtl.dsp.multiply`) → ``log2(D)`` adder-tree levels → an output FIFO of
     :attr:`fifo_depth` beats. The pipeline never stalls (no clock enable on its thousands
     of registers); instead a beat is accepted only when the FIFO is sure to have room for
     it (a credit count of the beats in the pipeline and the FIFO), so ``i.ready`` comes
@@ -228,7 +229,9 @@ class QKDatapath(wiring.Component):
     o : Out(stream) of :func:`prob_beat`
         The row's probabilities, ``max_prob`` and ``refetch``.
     scale_mant, scale_shift, threshold : In
-        As :class:`~attnforge.rtl.softmax.Softmax`'s (read with the row's first score).
+        As :class:`~attnforge.rtl.softmax.Softmax`'s, read when the row's first score
+        reaches the softmax (``latency`` cycles after its first keys): hold them while
+        rows of one head and threshold are in flight.
     """
 
     def __init__(self, config=QKConfig()):
