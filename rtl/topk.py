@@ -147,13 +147,7 @@ class TopK(wiring.Component):
         for g in range(groups):
             for lane in range(L):
                 m.d.comb += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
-        top_digits = wires(m, [_digits(cfg, _key(cfg, self.i.payload.scores[lane]))[0]
-                               for lane in range(L)], "top_digit")
         with m.If(accept):
-            for b in range(1, B):
-                seen = popcount(Cat(digit >= b for digit in top_digits))
-                m.d.sync += slot_hist[recv_slot][b - 1].eq(
-                    Mux(first, 0, slot_hist[recv_slot][b - 1]) + seen)
             with m.If(first):
                 m.d.sync += slot_k[recv_slot].eq(self.i.payload.k)
             with m.If(ends):
@@ -161,12 +155,31 @@ class TopK(wiring.Component):
                     slot_n[recv_slot].eq((recv_beat + 1) * L),
                     slot_last_word[recv_slot].eq(recv_beat >> exact_log2(groups)),
                     slot_tail[recv_slot].eq(((recv_beat % groups if groups > 1 else 0) + 1) * L),
-                    state[recv_slot].eq(RECEIVED),
                     recv_slot.eq(next_slot(recv_slot)),
                     recv_beat.eq(0),
                 ]
             with m.Else():
                 m.d.sync += recv_beat.eq(recv_beat + 1)
+
+        # The histogram runs one cycle behind the handshake: the beat's "digit >= b" counts
+        # are registered, then added into the slot's own counters (no slot multiplexer on
+        # the adders' path); the slot becomes RECEIVED when its last counts are in.
+        top_digits = wires(m, [_digits(cfg, _key(cfg, self.i.payload.scores[lane]))[0]
+                               for lane in range(L)], "top_digit")
+        seen = [Signal(range(L + 1), name=f"seen_ge{b}") for b in range(1, B)]
+        seen_valid, seen_first, seen_ends = Signal(), Signal(), Signal()
+        seen_slot = Signal(range(3))
+        m.d.sync += [seen_valid.eq(accept), seen_first.eq(first), seen_ends.eq(ends),
+                     seen_slot.eq(recv_slot)]
+        m.d.sync += [seen[b - 1].eq(popcount(Cat(digit >= b for digit in top_digits)))
+                     for b in range(1, B)]
+        for slot in range(3):
+            with m.If(seen_valid & (seen_slot == slot)):
+                for b in range(1, B):
+                    counter = slot_hist[slot][b - 1]
+                    m.d.sync += counter.eq(Mux(seen_first, 0, counter) + seen[b - 1])
+                with m.If(seen_ends):
+                    m.d.sync += state[slot].eq(RECEIVED)
 
         # ---- Stage 2: select the k-th largest key, radix_bits per pass ---------------
         # IDLE loads the slot's top-digit histogram; each RESOLVE (two cycles: parallel

@@ -173,14 +173,18 @@ def cycles(scores, k, cfg=TopKConfig()):
     fill, ending, out_vec = 0, False, 0
     placed = None                          # (kept, last) rotated into place, not yet in the ring
     cycle = 0
+    received = None                        # the slot whose histogram completes this cycle
     while out_vec < batch:
         updates = []
-        # receive
+        # receive (the histogram, and so RECEIVED, one cycle behind the last handshake)
+        if received is not None:
+            updates.append((received, RECEIVED))
+            received = None
         if recv_vec < batch and state[recv_slot] == FREE:
             if recv_beat == 0:
                 first_in[recv_vec] = cycle
             if recv_beat == lengths[recv_vec] // L - 1:
-                updates.append((recv_slot, RECEIVED))
+                received = recv_slot
                 recv_slot, recv_vec, recv_beat = (recv_slot + 1) % 3, recv_vec + 1, 0
             else:
                 recv_beat += 1
