@@ -89,6 +89,9 @@ BLOCKS = {block.name: block for block in [
           "attnforge.rtl.butterfly.array:ButterflyArray", "attnforge.tb.butterfly",
           "streaming array of butterfly PEs: FFT and butterfly linear layers (lanes samples/cycle, "
           "run-time N and mode)"),
+    Block("fnet", "attnforge.configs.butterfly:ButterflyConfig", "attnforge.rtl.butterfly.fnet:FNet",
+          "attnforge.tb.butterfly:FNET_BENCH",
+          "FNet mixing Re(FFT_L(FFT_D(x))): two FFT arrays chained through an on-chip transpose"),
 ]}
 
 JOBS = {job.name: job for job in [
@@ -104,6 +107,10 @@ JOBS = {job.name: job for job in [
         inputs="x (int B×N) and twiddle (float log2N×N/2×2×2, stage s with stride 2**s)",
         outputs="y (int64 B×N), scale_log2 (int64 B: y × 2**scale_log2 ≈ x @ B.T), "
                 "cycles (int64 B), total_cycles"),
+    Job("fnet", "fnet", "attnforge.tb.butterfly:FNET_JOB", "FNet token mixing of each frame",
+        inputs="x (int L×D, or B×L×D)",
+        outputs="y (int64 L×D: y × 2**scale_log2 ≈ Re(FFT_L(FFT_D(x)))), scale_log2, cycles, "
+                "total_cycles"),
 ]}
 
 

@@ -28,7 +28,8 @@ from .streams import StreamSink, StreamSource
 __all__ = ["check_fft_batch", "check_butterfly_inputs", "fft_vectors", "fft_regression_batch",
            "mixed_regression_batch", "minilm_fft_rows", "random_twiddle", "weight_writes", "Layer",
            "simulate", "simulate_fft", "simulate_butterfly", "compare", "compare_fft",
-           "regression", "FFT_JOB", "BUTTERFLY_JOB"]
+           "regression", "FFT_JOB", "BUTTERFLY_JOB", "check_fnet_frames", "simulate_fnet",
+           "compare_fnet", "fnet_regression_frames", "FNET_BENCH", "FNET_JOB"]
 
 
 # ---- the cocotb test ----------------------------------------------------------------------
@@ -45,8 +46,18 @@ def _unpack_complex(words, width):
     return re, im
 
 
+def _module():
+    """The generated module under test (from the manifest), so each test runs on its own."""
+    import json
+    import os
+    with open(os.environ["ATTNFORGE_MANIFEST"]) as f:
+        return json.load(f)["module"]
+
+
 @cocotb.test()
 async def butterfly_job(dut):
+    if _module() != "butterfly":
+        return
     bench = await start(dut)
     job = bench.job
     params = bench.manifest["parameters"]
@@ -88,6 +99,39 @@ async def butterfly_job(dut):
         in_cycles=np.array(source.accepted, dtype=np.int64),
         out_cycles=np.array(sink.cycles, dtype=np.int64),
         re=np.array(re, dtype=np.int64), im=np.array(im, dtype=np.int64),
+        last=np.array([beat["last"] for beat in out], dtype=np.int64),
+        error=np.int64(int(dut.error.value)),
+    )
+
+
+@cocotb.test()
+async def fnet_job(dut):
+    if _module() != "fnet":
+        return
+    bench = await start(dut)
+    job = bench.job
+    lanes = int(bench.manifest["parameters"]["lanes"])
+    shapes = [(int(l), int(d)) for l, d in job["shapes"]]
+    beats, at = [], 0
+    for l, d in shapes:
+        frame = job["x"][at:at + l * d]
+        at += l * d
+        count = l * d // lanes
+        for beat in range(count):
+            beats.append({"data": frame[beat * lanes:(beat + 1) * lanes].tolist(),
+                          "log2l": l.bit_length() - 1, "log2d": d.bit_length() - 1,
+                          "last": int(beat == count - 1)})
+    source = StreamSource(dut, "i", dut.clk, bench.counter, bench.payload("i"),
+                          rate=bench.rate("in_rate"), rng=bench.rng)
+    sink = StreamSink(dut, "o", dut.clk, bench.counter, bench.payload("o"),
+                      rate=bench.rate("out_rate"), rng=bench.rng)
+    cocotb.start_soon(source.send(beats))
+    await sink.recv(lambda got: sum(beat["last"] for beat in got) >= len(shapes))
+    out = sink.beats
+    bench.save(
+        in_cycles=np.array(source.accepted, dtype=np.int64),
+        out_cycles=np.array(sink.cycles, dtype=np.int64),
+        y=np.array([v for beat in out for v in beat["data"]], dtype=np.int64),
         last=np.array([beat["last"] for beat in out], dtype=np.int64),
         error=np.int64(int(dut.error.value)),
     )
@@ -555,3 +599,180 @@ class ButterflyJob:
 
 
 BUTTERFLY_JOB = ButterflyJob()
+
+
+# ---- FNet: two arrays and a transpose (rtl/butterfly/fnet.py) ---------------------------------
+
+def check_fnet_frames(frames, cfg):
+    """Validate FNet frames (each an int L×D array); return them as int64 arrays."""
+    if isinstance(frames, np.ndarray):
+        frames = [frames] if frames.ndim == 2 else list(frames)
+    if not len(frames):
+        raise ValueError("no frames: x is empty")
+    out = []
+    for index, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.ndim != 2:
+            raise ValueError(f"frame {index}: x must be 2-D (L×D), not shape {frame.shape}")
+        if not np.issubdtype(frame.dtype, np.integer):
+            raise ValueError(f"x values must be integers, not {frame.dtype}")
+        for name, n in zip("LD", frame.shape):
+            if n < cfg.lanes or n > cfg.n_max or n & (n - 1):
+                raise ValueError(f"frame {index}: {name}={n} is out of range: expected a power "
+                                 f"of two in [lanes={cfg.lanes}, n_max={cfg.n_max}]")
+        if frame.size > cfg.frame_max:
+            raise ValueError(f"frame {index}: L×D={frame.size} exceeds frame_max={cfg.frame_max}")
+        if frame.min() < cfg.data_min or frame.max() > cfg.data_max:
+            bad = int(frame.min() if frame.min() < cfg.data_min else frame.max())
+            raise ValueError(f"frame {index}: x value {bad} is out of range for width="
+                             f"{cfg.width}: expected [{cfg.data_min}, {cfg.data_max}]")
+        out.append(frame.astype(np.int64))
+    return out
+
+
+def simulate_fnet(frames, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0, out_rate=1.0,
+                  seed=0, build_root=None, waves=False, progress=None):
+    """Stream FNet frames back to back through the generated block.
+
+    Returns a dict: ``y`` (list of L×D int64, reassembled from the column-major output),
+    ``scale_log2`` (per frame: ``log2 L + log2 D``), ``cycles`` (first input beat to last
+    output beat of each frame), ``total_cycles``, ``error``.
+    """
+    from ..gen.blocks import generate
+    from .runner import run_job
+
+    frames = check_fnet_frames(frames, cfg)
+    shapes = np.array([f.shape for f in frames], dtype=np.int64)
+    sv, manifest = generate("fnet", cfg, build_root=build_root)
+    job = {"x": np.concatenate([f.ravel() for f in frames]), "shapes": shapes,
+           "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
+    result = run_job(sv, "fnet", "attnforge.tb.butterfly", job, sim=sim, manifest=manifest,
+                     build_root=build_root, waves=waves, progress=progress)
+    beats = shapes[:, 0] * shapes[:, 1] // cfg.lanes
+    ends = np.flatnonzero(result["last"])
+    if not np.array_equal(ends, np.cumsum(beats) - 1):
+        raise AssertionError(f"frame ends at output beats {ends.tolist()}, expected "
+                             f"{(np.cumsum(beats) - 1).tolist()}")
+    first_in = result["in_cycles"][np.concatenate([[0], np.cumsum(beats)[:-1]])]
+    last_out = result["out_cycles"][ends]
+    ys, at = [], 0
+    for l, d in shapes:
+        ys.append(result["y"][at:at + l * d].reshape(d, l).T.copy())
+        at += l * d
+    return {"y": ys, "scale_log2": np.array([int(l).bit_length() + int(d).bit_length() - 2
+                                             for l, d in shapes], dtype=np.int64),
+            "cycles": last_out - first_in + 1, "total_cycles": int(last_out[-1] - first_in[0] + 1),
+            "first_in": first_in, "last_out": last_out, "error": int(result["error"])}
+
+
+def compare_fnet(frames, result, cfg=ButterflyConfig()):
+    """Check a :func:`simulate_fnet` result against sim/butterfly.fnet bit for bit."""
+    frames = check_fnet_frames(frames, cfg)
+    if result["error"]:
+        raise AssertionError("the FNet block raised its error flag on valid input")
+    for index, frame in enumerate(frames):
+        want, scale = model.fnet(frame, cfg)
+        got = np.asarray(result["y"][index])
+        bad = np.argwhere(got != want)
+        if len(bad):
+            show = [tuple(b) for b in bad[:4].tolist()]
+            raise AssertionError(
+                f"frame {index} (L×D={frame.shape[0]}×{frame.shape[1]}): {len(bad)} outputs "
+                f"differ from the model, first at {show}: rtl {[int(got[b]) for b in show]}, "
+                f"model {[int(want[b]) for b in show]}")
+        if int(result["scale_log2"][index]) != int(scale):
+            raise AssertionError(f"frame {index}: scale_log2 {result['scale_log2'][index]} != "
+                                 f"model {int(scale)}")
+
+
+def fnet_regression_frames(cfg, seed):
+    """Frames of several shapes (L, D ∈ lanes … n_max, L·D ≤ frame_max): random full scale,
+    extremes, tiny, and MiniLM hidden states. Returns ``(frames, kinds)``."""
+    rng = np.random.default_rng([seed, 11, cfg.width, cfg.n_max, cfg.lanes])
+    sizes = [1 << k for k in range(cfg.lanes.bit_length() - 1, cfg.stages_max + 1)]
+    shapes = [(l, d) for l in sizes for d in sizes if l * d <= cfg.frame_max]
+    big = max(shapes, key=lambda s: (s[0] * s[1], s[0]))
+    picks = [big, shapes[0], shapes[int(rng.integers(len(shapes)))], big]
+    lo, hi = cfg.data_min, cfg.data_max
+    frames, kinds = [], []
+    for (l, d), kind in zip(picks, ("random", "extremes", "tiny", "minilm")):
+        if kind == "random":
+            frame = rng.integers(lo, hi + 1, (l, d))
+        elif kind == "extremes":
+            frame = rng.choice([lo, hi, 0, -1, 1], (l, d))
+        elif kind == "tiny":
+            frame = rng.integers(-1, 2, (l, d))
+        else:
+            frame = minilm_fft_rows(cfg, d, l, layer=2)
+        frames.append(frame)
+        kinds.append(f"{kind} {l}×{d}")
+    return frames, kinds
+
+
+class FnetBench:
+    """``attnforge verify fnet``: the FNet block's regression."""
+
+    def regression(self, cfg, seed, *, sim, build_root=None):
+        from .vectors import stream_rates
+        frames, kinds = fnet_regression_frames(cfg, seed)
+        in_rate, out_rate = stream_rates(seed)
+        result = simulate_fnet(frames, cfg, sim=sim, in_rate=in_rate, out_rate=out_rate,
+                               seed=seed, build_root=build_root)
+        try:
+            compare_fnet(frames, result, cfg)
+        except AssertionError as exc:
+            message = str(exc)
+            if message.startswith("frame "):
+                message = f"{message} [{kinds[int(message.split()[1])]}]"
+            raise AssertionError(message) from None
+        return (f"{len(frames)} frames ({', '.join(kinds)}), rates {in_rate}/{out_rate}, "
+                f"{result['total_cycles']} cycles")
+
+
+FNET_BENCH = FnetBench()
+
+
+class FnetJob:
+    """``attnforge run fnet``: ``x`` (int L×D, or B×L×D) in; ``y``, ``scale_log2``, ``cycles`` out."""
+
+    def load(self, arrays, cfg):
+        if "x" not in arrays:
+            raise ValueError(f"no x array (expected x: int L×D or B×L×D; found "
+                             f"{', '.join(arrays) or 'none'})")
+        x = arrays["x"]
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must be L×D or B×L×D, not shape {x.shape}")
+        frames = check_fnet_frames(x if x.ndim == 3 else x[None], cfg)
+        return {"x": np.stack(frames), "batched": x.ndim == 3}
+
+    def describe(self, inputs):
+        b, l, d = inputs["x"].shape
+        return f"{b} frame{'s' if b > 1 else ''} of L×D={l}×{d}"
+
+    def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
+        from ..gen.blocks import JobResult
+        x = inputs["x"]
+        result = simulate_fnet(list(x), cfg, sim=sim, build_root=build_root, waves=waves,
+                               progress=progress)
+        mismatch = None
+        try:
+            compare_fnet(list(x), result, cfg)
+        except AssertionError as exc:
+            mismatch = str(exc)
+        b, l, d = x.shape
+        check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
+        total = result["total_cycles"]
+        summary = (f"fnet: {b} frames of L×D={l}×{d}, {total} cycles total, "
+                   f"{b * l * d / total:.2f} samples/cycle (limit {cfg.lanes} = lanes), "
+                   f"y × 2**{int(result['scale_log2'][0])} ≈ Re(fft2(x)): {check}")
+        y = np.stack(result["y"]).astype(np.int64)
+        scale = result["scale_log2"]
+        cycles = np.asarray(result["cycles"], dtype=np.int64)
+        if not inputs["batched"]:
+            y, scale, cycles = y[0], scale[0], cycles[0]
+        arrays = {"y": y, "scale_log2": np.int64(scale) if np.ndim(scale) == 0 else scale,
+                  "cycles": cycles, "total_cycles": np.int64(total)}
+        return JobResult(arrays, summary, mismatch)
+
+
+FNET_JOB = FnetJob()

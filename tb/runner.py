@@ -83,7 +83,13 @@ def run_job(sv_path, toplevel, test_module, job, *, sim="verilator", manifest=No
         # One build per directory at a time, whichever process (pytest worker, CLI) asks.
         with open(build_dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            runner.build(sources=[sv_path], hdl_toplevel=toplevel, build_dir=build_dir,
+            # Build from a copy at a fixed path: the generated file's own directory is keyed
+            # on every rtl/ source, so it moves whenever any block's code changes, and
+            # Verilator (which records source paths) would rebuild an identical design.
+            source = build_dir / sv_path.name
+            if not source.exists():
+                shutil.copyfile(sv_path, source)
+            runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
                          timescale=TIMESCALE, waves=waves, build_args=build_args, log_file=build_log)
     except RuntimeError as exc:
         tail = "\n".join(build_log.read_text(errors="replace").splitlines()[-30:]) if build_log.exists() else ""

@@ -23,7 +23,7 @@ def test_params_lists_the_formats(capsys):
     status, out, _ = run_cli(capsys, "params", "butterfly", "--set", *TINY)
     assert status == 0
     assert "twiddle_bits" in out and "n_max" in out
-    assert "with --set: width=12 twiddle_bits=12 n_max=32 lanes=2 pes=1 linear=1" in out
+    assert "with --set: width=12 twiddle_bits=12 n_max=32 lanes=2 pes=1 frame_max=4096 linear=1" in out
 
 
 def test_verilog_writes_array_and_manifest(capsys, tmp_path):
@@ -202,3 +202,65 @@ def test_run_butterfly_on_verilator(capsys, tmp_path, build_root):
         assert result["cycles"].shape == (4,) and result["total_cycles"] >= result["cycles"].max()
         approx = model.descale(result["y"], result["scale_log2"])
         assert model.sqnr_db(approx, model.butterfly_float(x, twiddle)) > 40
+
+
+# ---- run fnet / verify fnet ------------------------------------------------------------------
+
+@pytest.mark.parametrize("case, words", [
+    ("no_x", ["no x array", "found re"]),
+    ("one_d", ["L×D or B×L×D", "(16,)"]),
+    ("l_not_power", ["L=12", "power of two", "n_max=32"]),
+    ("too_big", ["L×D=1024", "frame_max=256"]),
+    ("too_wide", ["x value -2049", "[-2048, 2047]"]),
+])
+def test_run_fnet_rejects_bad_inputs(capsys, tmp_path, case, words):
+    rng = np.random.default_rng(2)
+    x = rng.integers(-2048, 2048, size=(16, 8))
+    sets = [*TINY, "frame_max=256"]
+    arrays = {"x": x}
+    if case == "no_x":
+        arrays = {"re": x}
+    elif case == "one_d":
+        arrays = {"x": x[:, 0]}
+    elif case == "l_not_power":
+        arrays = {"x": x[:12]}
+    elif case == "too_big":
+        arrays = {"x": rng.integers(-2048, 2048, size=(32, 32))}
+    else:
+        x[3, 3] = -2049
+    path = tmp_path / "in.npz"
+    np.savez(path, **arrays)
+    out = tmp_path / "out.npz"
+    status, _, err = run_cli(capsys, "run", "fnet", "--set", *sets, "--input", path,
+                             "--output", out)
+    assert status == 2, err
+    for word in words:
+        assert word in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+
+
+@pytest.mark.sim
+@pytest.mark.xdist_group("butterfly-fnet-tiny")
+def test_run_and_verify_fnet_on_verilator(capsys, tmp_path, build_root):
+    sets = [*TINY, "frame_max=256"]
+    cfg = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2, pes=1, frame_max=256)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2048, 2048, size=(16, 8))
+    path = tmp_path / "in.npz"
+    np.savez(path, x=x)
+    out = tmp_path / "out.npz"
+    status, stdout, _ = run_cli(capsys, "run", "fnet", "--set", *sets, "--input", path,
+                                "--output", out, "--sim", "verilator", "--build-root", build_root)
+    assert status == 0, stdout
+    assert "1 frames of L×D=16×8" in stdout and "matches the model" in stdout
+    want, scale = model.fnet(x, cfg)
+    with np.load(out) as result:
+        np.testing.assert_array_equal(result["y"], want)
+        assert result["scale_log2"] == scale == 7
+        assert result["cycles"] > 16 * 8 // 2 and result["total_cycles"] == result["cycles"]
+        approx = model.descale(result["y"], result["scale_log2"])
+        assert model.sqnr_db(approx, model.fnet_float(x)) > 30
+    status, stdout, _ = run_cli(capsys, "verify", "fnet", "--set", *sets, "--seeds", "2",
+                                "--sim", "verilator", "--build-root", build_root)
+    assert status == 0, stdout
+    assert "seed   1 verilator PASS" in stdout and "minilm" in stdout

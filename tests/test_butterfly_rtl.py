@@ -11,9 +11,10 @@ import pytest
 
 from attnforge.configs.butterfly import ButterflyConfig
 from attnforge.sim import butterfly as model
-from attnforge.tb.butterfly import (Layer, compare, compare_fft, fft_regression_batch,
-                                    fft_vectors, minilm_fft_rows, random_twiddle, regression,
-                                    simulate, simulate_butterfly, simulate_fft)
+from attnforge.tb.butterfly import (FNET_BENCH, Layer, compare, compare_fft, compare_fnet,
+                                    fft_regression_batch, fft_vectors, fnet_regression_frames,
+                                    minilm_fft_rows, random_twiddle, regression, simulate,
+                                    simulate_butterfly, simulate_fft, simulate_fnet)
 
 pytestmark = pytest.mark.sim
 
@@ -146,3 +147,40 @@ def test_butterfly_layer_on_minilm(simulator, build_root):
     compare(x, None, result, cfg, modes=[1] * len(x), layer=layer)
     approx = model.descale(result["y"], result["scale_log2"])
     assert model.sqnr_db(approx, model.butterfly_float(x, twiddle)) > 50
+
+
+# ---- FNet: two arrays chained through the on-chip transpose ----------------------------------
+
+#: four lanes (bank rotation in the transpose), frames up to 64 × 16
+FNET = ButterflyConfig(width=16, twiddle_bits=16, n_max=64, lanes=4, pes=2, frame_max=1024)
+
+
+@pytest.mark.xdist_group("butterfly-fnet")
+@pytest.mark.parametrize("seed", [0, 1], ids=["full-rate", "throttled"])
+def test_fnet_regression(seed, simulator, build_root):
+    """Frames of several shapes back to back (random and extreme full scale, tiny, and MiniLM
+    hidden states as x), bit-exact against sim/butterfly.fnet; seed 1 with gaps and
+    backpressure."""
+    FNET_BENCH.regression(FNET, seed, sim=simulator, build_root=build_root)
+
+
+@pytest.mark.xdist_group("butterfly-fnet")
+def test_fnet_minilm_tokens(simulator, build_root):
+    """MiniLM-L6 hidden states: 16 tokens × 64 features and 64 tokens × 16 features."""
+    rows = minilm_fft_rows(FNET, 64, 64, layer=5, passage=1)
+    frames = [rows[:16, :64], rows[:, :16]]
+    result = simulate_fnet(frames, FNET, sim=simulator, in_rate=0.9, out_rate=0.8, seed=6,
+                           build_root=build_root)
+    compare_fnet(frames, result, FNET)
+    assert [y.shape for y in result["y"]] == [(16, 64), (64, 16)]
+
+
+def test_compare_fnet_catches_one_wrong_output():
+    frames, _ = fnet_regression_frames(FNET, 2)
+    outs = [model.fnet(f, FNET) for f in frames]
+    result = {"y": [o[0].copy() for o in outs], "scale_log2": np.array([int(o[1]) for o in outs]),
+              "error": 0}
+    compare_fnet(frames, result, FNET)
+    result["y"][0][3, 1] += 1
+    with pytest.raises(AssertionError, match="frame 0"):
+        compare_fnet(frames, result, FNET)

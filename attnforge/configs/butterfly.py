@@ -43,6 +43,8 @@ class ButterflyConfig(BlockConfig):
     lanes: int = param(8, "samples per cycle into and out of the array", power_of_two(1, 64))
     pes: int = param(16, "butterfly PEs in the array (one butterfly per cycle each)",
                      in_range(1, 1024))
+    frame_max: int = param(4096, "largest FNet frame L×D (samples) of its transpose buffer",
+                           power_of_two(4, 1 << 20))
     linear: int = param(1, "1: the array also runs butterfly linear layers (run-time weight "
                            "memories, an input bit-reversal buffer); 0: FFT only", in_range(0, 1))
 
@@ -64,6 +66,9 @@ class ButterflyConfig(BlockConfig):
     def validate(self):
         if self.lanes > self.n_max:
             raise ConfigError(f"lanes={self.lanes} must be ≤ n_max={self.n_max}")
+        if self.frame_max < self.lanes * self.lanes:
+            raise ConfigError(f"frame_max={self.frame_max} must be ≥ lanes²={self.lanes ** 2}: "
+                              f"the smallest FNet frame is lanes × lanes")
         if 2 * self.pes < self.lanes:
             raise ConfigError(f"pes={self.pes} must be ≥ lanes/2={self.lanes // 2}: a PE takes "
                               f"two samples per cycle, so fewer could not keep up with one stage")
