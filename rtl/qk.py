@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..configs.qk import QKConfig
-from .dsp import multiply
+from .dsp import multiply, multiply_latency
 from .pipeline import stage, tree
 from .softmax import Softmax
 from .softmax import input_beat as score_beat
@@ -125,8 +125,8 @@ class QKLanes(wiring.Component):
     of registers); instead a beat is accepted only when the FIFO is sure to have room for
     it (a credit count of the beats in the pipeline and the FIFO), so ``i.ready`` comes
     from registers and no ready path runs from ``o`` to ``i``. :attr:`latency` =
-    ``log2(D) + 4`` cycles from an input handshake to the output's handshake (the FIFO's
-    write and output register included), never stalled.
+    ``log2(D) + 5`` cycles from an input handshake to the output's handshake (the
+    multipliers' 3, the trees', the FIFO's write and output register), never stalled.
 
     The query of a row comes on ``q`` before the row's keys: one ``q`` beat per row. A
     second register holds the next row's query, so rows follow each other without a bubble
@@ -152,7 +152,8 @@ class QKLanes(wiring.Component):
 
     def __init__(self, config=QKConfig()):
         self.config = _check_config(config)
-        self.latency = ceil_log2(config.head_dim) + 4
+        self._mul_latency = multiply_latency(signed(config.DATA_BITS), signed(config.DATA_BITS))
+        self.latency = ceil_log2(config.head_dim) + self._mul_latency + 2
         # in flight: the pipeline's beats plus the FIFO's, and a cycle for the credit to return
         self.fifo_depth = 1 << ceil_log2(self.latency + 2)
         super().__init__({
@@ -190,9 +191,9 @@ class QKLanes(wiring.Component):
         # Operand registers, then products (in the DSP blocks on ECP5).
         products = [multiply(m, f"mul{lane}_{j}", cur[j], keys[lane][j], platform=platform)
                     for lane in range(L) for j in range(D)]
-        ops = stage(m, "op", valid=accept, alive=self.i.payload.alive, last=self.i.payload.last)
-        prod = stage(m, "prod", valid=ops.valid, alive=ops.alive, last=ops.last)
-        meta = {"valid": prod.valid, "alive": prod.alive, "last": prod.last}
+        meta = {"valid": accept, "alive": self.i.payload.alive, "last": self.i.payload.last}
+        for k in range(self._mul_latency):
+            meta = vars(stage(m, f"prod{k}", **meta))
         sums = []
         for lane in range(L):
             total, lane_meta, _ = tree(m, f"add{lane}_l", products[lane * D:(lane + 1) * D],

@@ -31,18 +31,18 @@ product; every variable shift and adder-tree level ends in a register, and every
 read is registered once more in the fabric before any logic.
 
 Cycles (:func:`attnforge.sim.softmax.softmax_cycles`): a lone row of ``B = ceil(N / L)``
-beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 33``
+beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 37``
 cycles from its first input handshake to its last output handshake (both included): the
 three passes of ``B`` cycles, the max tree and the adder tree (``ceil_log2(L)`` registers
-each), and 33 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
-12 (a register after the block RAM, ``d`` into the multipliers, their products, the
-products' sum, ``+ half``, two shifts, saturation, exp ROM, a register after it,
-``+ 2**(i−1)``, ``>> i``), the accumulator 1, the reciprocal and decision 10, the slot
-handover 1, the normalize pass's start 1, its pipeline 5 (a register after the block RAM, operands,
-product, rounding, output register) and the output handshake 1. Rows back to back leave
-one every ``B + 1`` cycles (each pass spends one cycle starting a row) once ``B ≥ 11 +
-ceil_log2(L)/2``; shorter rows are bounded by the term slots' turnaround of ``2·B + 26 +
-ceil_log2(L)`` cycles per four rows (:func:`attnforge.sim.softmax.softmax_interval`).
+each), and 37 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
+13 (a register after the block RAM, ``d·mant`` 4, ``+ half``, two shifts, saturation, exp
+ROM, a register after it, ``+ 2**(i−1)``, ``>> i``), the accumulator 1, the reciprocal and
+decision 12 (two multiplies of 3), the slot handover 1, the normalize pass's start 1, its
+pipeline 6 (a register after the block RAM, the multiply 3, rounding, output register) and
+the output handshake 1. Rows back to back leave one every ``B + 1`` cycles (each pass
+spends one cycle starting a row) once ``B ≥ (25 + ceil_log2(L))/2``; shorter rows are
+bounded by the term slots' turnaround of ``2·B + 29 + ceil_log2(L)`` cycles per four rows
+(:func:`attnforge.sim.softmax.softmax_interval`).
 
 Multipliers (:func:`attnforge.rtl.dsp.multiply`) keep their operand and product registers
 inside the MULT18X18D blocks on ECP5: ``2·L`` for ``d·mant`` (``d`` is ``score_bits`` > 18
@@ -68,8 +68,8 @@ FREE, FILLING, FULL = 0, 1, 2
 #: max tree's drain and the start cycles
 SCORE_SLOTS = 3
 #: row slots of the term buffer: a slot is held from its row's sum pass, through the
-#: reciprocal, to the end of its normalize pass (2·B + 26 + ceil_log2(L) cycles), so four
-#: keep rows of B ≥ 11 + ceil_log2(L)/2 beats at one pass per row
+#: reciprocal, to the end of its normalize pass (2·B + 29 + ceil_log2(L) cycles), so four
+#: keep rows of B ≥ (25 + ceil_log2(L))/2 beats at one pass per row
 TERM_SLOTS = 4
 
 
@@ -156,7 +156,9 @@ class Softmax(wiring.Component):
         # d·mant: d has score_bits > 18, so two multipliers and a sum stage
         self._dm_latency = multiply_latency(unsigned(config.score_bits),
                                             unsigned(config.SCALE_MANT_BITS))
-        self.latency = 2 * ceil_log2(self.lanes) + 30 + self._dm_latency
+        # the reciprocal's two multiplies and the normalize's
+        self._mul_latency = multiply_latency(unsigned(config.RECIP_BITS), unsigned(config.RECIP_BITS))
+        self.latency = 2 * ceil_log2(self.lanes) + 24 + self._dm_latency + 3 * self._mul_latency
         super().__init__({
             "i": In(stream.Signature(input_beat(config))),
             "o": Out(stream.Signature(output_beat(config))),
@@ -368,19 +370,21 @@ class Softmax(wiring.Component):
             shape=unsigned(RB), depth=1 << K, init=cfg.recip_seed_table())
         seed_port = seed_rom.read_port(domain="comb")       # small: LUTs
         m.d.comb += seed_port.addr.eq(r2.mant[RB - 1 - K:RB - 1])
-        # m·r0: operand registers (r3), product (r4).
+        # m·r0 (the multiplier's latency in stages r3…).
         mr0 = multiply(m, "mr0", r2.mant, seed_port.data, platform=platform)
-        r3 = stage(m, "r3", valid=r2.valid, slot=r2.slot, sh=r2.sh, half=r2.half,
-                   r0=seed_port.data)
-        r4 = stage(m, "r4", valid=r3.valid, slot=r3.slot, sh=r3.sh, half=r3.half, r0=r3.r0)
+        r4 = SimpleNamespace(valid=r2.valid, slot=r2.slot, sh=r2.sh, half=r2.half,
+                             r0=seed_port.data)
+        for k in range(self._mul_latency):
+            r4 = stage(m, f"r3_{k}", **vars(r4))
         err_bits = _recip_err_bits(cfg)
         diff = Signal(signed(2 * RB + 1))
         m.d.comb += diff.eq((1 << (2 * RB - 1)) - mr0)
-        # r0·err: operand registers (r5), product (r6).
+        # r0·err (stages r5…).
         r0err = multiply(m, "r0err", r4.r0, (diff >> cfg.RECIP_ERR_SHIFT)[:err_bits].as_signed(),
                          platform=platform)
-        r5 = stage(m, "r5", valid=r4.valid, slot=r4.slot, sh=r4.sh, half=r4.half, r0=r4.r0)
-        r6 = stage(m, "r6", valid=r5.valid, slot=r5.slot, sh=r5.sh, half=r5.half, r0=r5.r0)
+        r6 = r4
+        for k in range(self._mul_latency):
+            r6 = stage(m, f"r5_{k}", **vars(r6))
         # The Newton correction, rounded (r6'), then r = min(r0 + correction, 2**RB − 1) (r7).
         cn = 2 * RB - 1 - cfg.RECIP_ERR_SHIFT
         r6 = stage(m, "r6b", valid=r6.valid, slot=r6.slot, sh=r6.sh, half=r6.half, r0=r6.r0,
@@ -425,12 +429,12 @@ class Softmax(wiring.Component):
         # A fabric register after the block RAM.
         n0 = stage(m, "n0b", en=en, **vars(n0), alive=Cat(t_rd.data[n].alive for n in lanes),
                    t=[t_rd.data[n].term[G:] for n in lanes])
-        # (term >> G)·r: operand registers (n1), product (n2).
+        # (term >> G)·r.
         tr = [multiply(m, f"nm{n}", n0.t[n], n0.r, en=en, platform=platform) for n in lanes]
-        n1 = stage(m, "n1", en=en, valid=n0.valid, last=n0.last, sh=n0.sh, half=n0.half,
-                    mp=n0.mp, ref=n0.ref, alive=n0.alive)
-        n2 = stage(m, "n2", en=en, valid=n1.valid, last=n1.last, sh=n1.sh, half=n1.half,
-                    mp=n1.mp, ref=n1.ref, alive=n1.alive)
+        n2 = SimpleNamespace(valid=n0.valid, last=n0.last, sh=n0.sh, half=n0.half, mp=n0.mp,
+                             ref=n0.ref, alive=n0.alive)
+        for k in range(self._mul_latency):
+            n2 = stage(m, f"n1_{k}", en=en, **vars(n2))
         n3 = stage(m, "n3", en=en, valid=n2.valid, last=n2.last, sh=n2.sh, mp=n2.mp, ref=n2.ref,
                     alive=n2.alive, x=[(tr[n] + n2.half)[:norm_bits] for n in lanes])
         out = self.o.payload

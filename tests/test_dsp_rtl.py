@@ -26,7 +26,7 @@ def test_products_and_latency(a_shape, b_shape, with_en):
     a, b, en = Signal(a_shape), Signal(b_shape), Signal(init=1)
     p = multiply(m, "mul", a, b, en=en if with_en else None)
     latency = multiply_latency(a_shape, b_shape)
-    assert latency == (3 if max(a_shape.width, b_shape.width) > 18 else 2)
+    assert latency == (4 if max(a_shape.width, b_shape.width) > 18 else 3)
     rng = random.Random(a_shape.width * 100 + b_shape.width)
     lo_a, hi_a = _extremes(a_shape)
     lo_b, hi_b = _extremes(b_shape)

@@ -197,7 +197,7 @@ def test_lanes_full_rate_and_latency():
     rows = [(rng.integers(-2048, 2048, cfg.head_dim), rng.integers(-2048, 2048, (cfg.n_max, 8)),
              np.ones(cfg.n_max, bool)) for _ in range(3)]
     got, times, dut = _run_lanes(cfg, rows, seed=0, gap=0, stall=0, q_gap=0)
-    assert dut.latency == 3 + 4          # log2(D) + 4
+    assert dut.latency == 3 + 5          # log2(D) + 5
     assert times["first_valid"] - times["first_in"] == dut.latency
     for (q, keys, _), (scores, _) in zip(rows, got):
         np.testing.assert_array_equal(scores, qk.dot_scores(q[None], keys)[0])
