@@ -280,7 +280,7 @@ class TopK(wiring.Component):
                 with m.Else():
                     m.next = "SCAN"
 
-        # The pass datapath: source word -> register -> candidate and ">= b" masks ->
+        # The pass datapath: source word -> register -> digits -> candidate and ">= b" masks ->
         # histogram and compaction into the other FIFO. ``level`` is the digit being
         # histogrammed during a pass (resolved digits: 1 .. level-1).
         fetched_valid = Signal()
@@ -294,17 +294,32 @@ class TopK(wiring.Component):
             fetched.eq(Mux(level == 2, select_port.data.as_value(), fifo_read.data.as_value())),
             fetched_present.eq(Mux(remaining > C, C, remaining)),
         ]
+        # digits: each lane's matched and histogrammed digits, picked by the one-hot
+        # selects (which fan out to every lane) in a cycle of their own.
         keys = wires(m, [_key(cfg, fetched[lane]) for lane in range(C)], "key")
-        previous_digits = wires(m, [_select_digit(cfg, key, digit_before) for key in keys], "previous_digit")
-        current_digits = wires(m, [_select_digit(cfg, key, digit_now) for key in keys], "digit")
+        digits_valid = Signal()
+        digits_last = Signal()
+        digits_values = Signal(word_shape)
+        digits_present = Signal(C)
+        previous_digits = [Signal(cfg.radix_bits, name=f"previous_digit{lane}") for lane in range(C)]
+        current_digits = [Signal(cfg.radix_bits, name=f"digit{lane}") for lane in range(C)]
+        m.d.sync += [
+            digits_valid.eq(fetched_valid), digits_last.eq(fetched_last), digits_values.eq(fetched),
+            digits_present.eq(Cat(lane < fetched_present for lane in range(C))),
+        ]
+        for lane, key in enumerate(keys):
+            m.d.sync += [
+                previous_digits[lane].eq(_select_digit(cfg, key, digit_before)),
+                current_digits[lane].eq(_select_digit(cfg, key, digit_now)),
+            ]
         masks_valid = Signal()
         masks_last = Signal()
         masks_values = Signal(word_shape)
         candidate = Signal(C)
         at_least = [Signal(C, name=f"mask_ge{b}") for b in range(1, B)]
-        m.d.sync += [masks_valid.eq(fetched_valid), masks_last.eq(fetched_last), masks_values.eq(fetched)]
+        m.d.sync += [masks_valid.eq(digits_valid), masks_last.eq(digits_last), masks_values.eq(digits_values)]
         for lane in range(C):
-            is_candidate = wires(m, [(lane < fetched_present) & (previous_digits[lane] == matched)],
+            is_candidate = wires(m, [digits_present[lane] & (previous_digits[lane] == matched)],
                                  f"candidate{lane}_")[0]
             m.d.sync += candidate[lane].eq(is_candidate)
             for b in range(1, B):

@@ -71,8 +71,8 @@ class TopKConfig(BlockConfig):
 
     # Fixed latencies of the pipeline, shared by the RTL and the cycle model.
     #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
-    PASS_DRAIN = 6
+    PASS_DRAIN = 7
     #: emit stage: compacted beats between the zero eliminator and the packer (read credits)
     EMIT_FIFO_DEPTH = 10
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
-    LAST_PASS_DRAIN = 3
+    LAST_PASS_DRAIN = 4
