@@ -88,7 +88,8 @@ BLOCKS = {block.name: block for block in [
     Block("butterfly", "attnforge.configs.butterfly:ButterflyConfig",
           "attnforge.rtl.butterfly.array:ButterflyArray", "attnforge.tb.butterfly",
           "streaming array of butterfly PEs: FFT and butterfly linear layers (lanes samples/cycle, "
-          "run-time N and mode)"),
+          "run-time N and mode)",
+          bench_path="attnforge.gen.bench_butterfly:main"),
     Block("fnet", "attnforge.configs.butterfly:ButterflyConfig", "attnforge.rtl.butterfly.fnet:FNet",
           "attnforge.tb.butterfly:FNET_BENCH",
           "FNet mixing Re(FFT_L(FFT_D(x))): two FFT arrays chained through an on-chip transpose"),
