@@ -31,17 +31,17 @@ product; every variable shift and adder-tree level ends in a register, and every
 read is registered once more in the fabric before any logic.
 
 Cycles (:func:`attnforge.sim.softmax.softmax_cycles`): a lone row of ``B = ceil(N / L)``
-beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 37``
+beats, input at full rate and output always ready, spans ``3·B + 2·ceil_log2(L) + 38``
 cycles from its first input handshake to its last output handshake (both included): the
 three passes of ``B`` cycles, the max tree and the adder tree (``ceil_log2(L)`` registers
-each), and 37 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
-13 (a register after the block RAM, ``d·mant`` 4, ``+ half``, two shifts, saturation, exp
+each), and 38 fixed cycles — the running max 1, the sum pass's start 1, the term pipeline
+14 (a register after the block RAM, ``d``, ``d·mant`` 4, ``+ half``, two shifts, saturation, exp
 ROM, a register after it, ``+ 2**(i−1)``, ``>> i``), the accumulator 1, the reciprocal and
 decision 12 (two multiplies of 3), the slot handover 1, the normalize pass's start 1, its
 pipeline 6 (a register after the block RAM, the multiply 3, rounding, output register) and
 the output handshake 1. Rows back to back leave one every ``B + 1`` cycles (each pass
-spends one cycle starting a row) once ``B ≥ (25 + ceil_log2(L))/2``; shorter rows are
-bounded by the term slots' turnaround of ``2·B + 29 + ceil_log2(L)`` cycles per four rows
+spends one cycle starting a row) once ``B ≥ (26 + ceil_log2(L))/2``; shorter rows are
+bounded by the term slots' turnaround of ``2·B + 30 + ceil_log2(L)`` cycles per four rows
 (:func:`attnforge.sim.softmax.softmax_interval`).
 
 Multipliers (:func:`attnforge.rtl.dsp.multiply`) keep their operand and product registers
@@ -68,8 +68,8 @@ FREE, FILLING, FULL = 0, 1, 2
 #: max tree's drain and the start cycles
 SCORE_SLOTS = 3
 #: row slots of the term buffer: a slot is held from its row's sum pass, through the
-#: reciprocal, to the end of its normalize pass (2·B + 29 + ceil_log2(L) cycles), so four
-#: keep rows of B ≥ (25 + ceil_log2(L))/2 beats at one pass per row
+#: reciprocal, to the end of its normalize pass (2·B + 30 + ceil_log2(L) cycles), so four
+#: keep rows of B ≥ (26 + ceil_log2(L))/2 beats at one pass per row
 TERM_SLOTS = 4
 
 
@@ -158,7 +158,7 @@ class Softmax(wiring.Component):
                                             unsigned(config.SCALE_MANT_BITS))
         # the reciprocal's two multiplies and the normalize's
         self._mul_latency = multiply_latency(unsigned(config.RECIP_BITS), unsigned(config.RECIP_BITS))
-        self.latency = 2 * ceil_log2(self.lanes) + 24 + self._dm_latency + 3 * self._mul_latency
+        self.latency = 2 * ceil_log2(self.lanes) + 25 + self._dm_latency + 3 * self._mul_latency
         super().__init__({
             "i": In(stream.Signature(input_beat(config))),
             "o": Out(stream.Signature(output_beat(config))),
@@ -300,9 +300,11 @@ class Softmax(wiring.Component):
         # A': a fabric register after the block RAM (its clock-to-out is slow).
         a = stage(m, "sa2", **vars(a), score=[s_rd.data[n].score for n in lanes],
                   alive=[s_rd.data[n].alive for n in lanes])
-        # B, C (, C'): d = max − s into the multipliers' operand registers, d·mant.
-        dm = [multiply(m, f"dm{n}", (a.max - a.score[n])[:SB], a.mant, platform=platform)
-              for n in lanes]
+        # B: d = max − s, in the fabric; then d·mant (the operands' route into the DSPs
+        # gets a cycle of its own).
+        a = stage(m, "sb", **{k: v for k, v in vars(a).items() if k not in ("max", "score")},
+                  d=[(a.max - a.score[n])[:SB] for n in lanes])
+        dm = [multiply(m, f"dm{n}", a.d[n], a.mant, platform=platform) for n in lanes]
         c = SimpleNamespace(valid=a.valid, first=a.first, last=a.last, beat=a.beat, slot=a.slot,
                             shift=a.shift, half=a.half, alive=a.alive)
         for k in range(self._dm_latency):

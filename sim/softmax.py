@@ -255,10 +255,10 @@ def softmax_fixed(scores_int, scale, cfg=QKConfig(), alive=None):
 
 
 #: the fixed part of a lone row's cycles in rtl/softmax.py (pipelines and start cycles)
-SOFTMAX_FIXED_CYCLES = 37
+SOFTMAX_FIXED_CYCLES = 38
 #: the fixed part of a term slot's turnaround in rtl/softmax.py: from its row's sum-pass start
 #: to the end of its normalize pass, less the two passes (pipelines, reciprocal, handovers)
-SOFTMAX_TERM_TURNAROUND = 29
+SOFTMAX_TERM_TURNAROUND = 30
 #: term slots in rtl/softmax.py
 SOFTMAX_TERM_SLOTS = 4
 
