@@ -228,3 +228,17 @@ def test_latency_attribute_matches_the_model():
         assert sm.softmax_cycles(1, cfg) == 3 + dut.latency
     with pytest.raises(ValueError, match="n_keys=65 is out of range"):
         sm.softmax_cycles(65, SMALL)
+
+
+def test_a_row_without_alive_scores_does_not_stall_the_next():
+    """No alive score: that row's outputs are unspecified, but the rows after it are exact."""
+    cfg = SMALL
+    rows = [Row([5, 6, 7], [0, 0, 0]), Row([100, -100, 3, 4], threshold=9999), Row([1] * 7, [0] * 7),
+            Row([7, 7, 8])]
+    got, _, _ = run(cfg, rows, seed=4)
+    assert len(got) == 4
+    for n in (1, 3):
+        probs, mp, ref = rows[n].expected(cfg)
+        np.testing.assert_array_equal(got[n][0], probs)
+        assert (got[n][2], got[n][3]) == (mp, ref)
+    assert not got[0][1].any() and not got[2][1].any()        # the alive flags still pass
