@@ -171,8 +171,9 @@ class Packer(wiring.Component):
 
     An accepted beat is rotated into place in one cycle and written into the ring in the
     next, so the wide rotation and the ring's write enables sit in different cycles.
-    ``i.ready`` depends only on the packer's own registers and the offered beat's ``count``
-    (it must fit in the ring), never on ``o.ready``, so no ready path runs through it. With
+    ``i.ready`` depends only on the packer's own registers (there must be room for a full
+    beat: at most ``width_in`` entries held), never on the offered beat or on ``o.ready``,
+    so no ready path runs through it. With
     ``always_ready``, the consumer promises to hold ``o.ready`` high and ``i.ready`` is
     constant: with ``width_in == width_out`` the ring then never overflows, provided a
     vector's last beat is followed by at least three idle cycles.
@@ -237,7 +238,7 @@ class Packer(wiring.Component):
         taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
         m.d.comb += self.i.ready.eq(
             1 if self._always_ready else
-            ~ending & ~placed_last & (occupied + self.i.payload.count <= size))
+            ~ending & ~placed_last & (occupied <= size - win))
         entering = self.i.valid & self.i.ready
         given = Mux(entering, self.i.payload.count, 0)
 

@@ -200,8 +200,7 @@ def cycles(scores, k, cfg=TopKConfig()):
         out_last = ending and fill <= L
         placed_count, placed_last = placed if placed is not None else (0, False)
         head_ready = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop
-        offered = queue[0][1][0] if head_ready else 0
-        packer_ready = not ending and not placed_last and fill + placed_count + offered <= 2 * C
+        packer_ready = not ending and not placed_last and fill + placed_count <= C
         popped = head_ready and packer_ready
         given, next_ending = placed_count, ending or placed_last
         placed = None
