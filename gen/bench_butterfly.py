@@ -97,7 +97,8 @@ def butterfly_bench(cfg, *, sim="verilator", lengths=(64, 256, 1024), build_root
             layer = Layer(twiddle, run_cfg, x=x)
             lin = simulate(x, None, run_cfg, modes=[1] * TRANSFORMS, layer=layer, sim=sim,
                            build_root=build_root)
-            compare(x, None, lin, run_cfg, modes=[1] * TRANSFORMS, layer=layer)
+            compare(x, None, lin, run_cfg, modes=[1] * TRANSFORMS, layer=layer,
+                    check_cycles=True)
             y = model.descale(np.asarray(lin["re"]), lin["scale_log2"])
             lin_cycles = _steady(lin)
             row.update({
@@ -160,8 +161,8 @@ def _markdown(cfg, rows, fnet_cfg, fnet_rows, command):
                    f"{r['sqnr_block_random']:.1f} / {r['sqnr_block_minilm']:.1f} dB |")
     if rows and "linear_cycles" in rows[0]:
         out += ["", "Butterfly linear layers (PE real mode, Gaussian weights σ = 0.7, inputs at half "
-                "scale, weights written through the `w` stream first; stage shifts block-floating "
-                "over the batch, computed by the host; the static worst-case shifts from the model "
+                "scale, weights written through the `w` stream first; cycles checked against "
+                "sim/butterfly.array_cycles; stage shifts block-floating over the batch, computed by the host; the static worst-case shifts from the model "
                 "for comparison):", "",
                 "| N | latency | cycles/transform | N/lanes | utilization | shifts | SQNR vs float product "
                 "| static shifts (model) |",

@@ -696,3 +696,114 @@ def fft_array_cycles(lengths, cfg=_DEFAULT):
         cycle += 1
     return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
             "total": int(last_out[-1] - first_in[0] + 1)}
+
+
+__all__ += ["array_cycles"]
+
+
+def array_cycles(lengths, modes=None, cfg=_DEFAULT):
+    """:func:`fft_array_cycles` for streams that mix FFTs and butterfly-linear transforms.
+
+    ``modes[i]`` is :data:`MODE_FFT` or :data:`MODE_REAL`. A real transform first goes
+    through the array's input bit-reversal buffer (two transforms deep, written one beat a
+    cycle, read into the columns one beat a cycle once a transform is complete); an FFT
+    enters the columns directly, but only when that buffer is empty. The columns drain
+    between transforms of different length or mode. Weights are taken as written before
+    the stream. Exact when the input is never starved and the output never stalled.
+
+    Returns the dict of :func:`fft_array_cycles` (``first_in`` is the cycle the transform's
+    first beat was accepted at the array's input).
+    """
+    lengths = [int(n) for n in lengths]
+    batch = len(lengths)
+    modes = [MODE_FFT] * batch if modes is None else [int(v) for v in modes]
+    lanes = cfg.lanes
+    beats = [n // lanes for n in lengths]
+    pipes = {n: fft_array_pipeline(n, cfg) for n in set(lengths)}
+    first_in = np.zeros(batch, dtype=np.int64)
+    last_out = np.zeros(batch, dtype=np.int64)
+    cur = None                                  # (length, mode) in the columns
+    pipe = []
+    f_vec = f_beat = 0                          # the array's input
+    rev_full = [None, None]                     # the bit-reversal buffer
+    rev_w = rev_r = rev_beat = 0
+    rev_o = None                                # its output register: (transform, beat)
+    c_beat = 0                                  # beat number at the columns' input
+    full = [None, None]                         # the reorder buffer
+    w_half = r_half = r_beat = 0
+    pending = None
+    cycle = 0
+    while True:
+        if pending is not None and pending[1]:
+            last_out[pending[0]] = cycle
+            if pending[0] == batch - 1:
+                break
+        tail = pipe[-1] if pipe else None
+        room = tail is None or full[w_half] is None
+        rev_idle = rev_full[0] is None and rev_full[1] is None and rev_o is None
+        front_real = f_vec < batch and modes[f_vec] == MODE_REAL
+        if rev_o is not None:
+            cand = rev_o
+        elif f_vec < batch and not front_real and rev_idle:
+            cand = (f_vec, f_beat)
+        else:
+            cand = None
+        boundary = c_beat == 0
+        drain = (boundary and cand is not None and any(pipe)
+                 and (lengths[cand[0]], modes[cand[0]]) != cur)
+        c_ready = room and not drain
+        accept = cand is not None and c_ready
+        en = room and (cand is not None or boundary)
+        rev_write = front_real and rev_full[rev_w] is None
+        rev_issue = (rev_o is None or c_ready) and rev_full[rev_r] is not None
+        # the output reorder buffer's read side
+        pending = None
+        freed = None
+        if full[r_half] is not None:
+            vec = full[r_half]
+            last = r_beat == beats[vec] - 1
+            pending = (vec, last)
+            r_beat += 1
+            if last:
+                freed, r_beat = r_half, 0
+                r_half ^= 1
+        # the columns
+        if en:
+            if tail is not None and tail[1] == beats[tail[0]] - 1:
+                full[w_half] = tail[0]
+                w_half ^= 1
+            new = None
+            if accept:
+                vec, beat = cand
+                if beat == 0 and (lengths[vec], modes[vec]) != cur:
+                    cur = (lengths[vec], modes[vec])
+                    pipe = [None] * pipes[lengths[vec]]
+                new = cand
+                c_beat = 0 if beat == beats[vec] - 1 else c_beat + 1
+            pipe = [new] + pipe[:-1]
+        if freed is not None:
+            full[freed] = None
+        # the input: straight into the columns, or into the bit-reversal buffer
+        took = (cand is not None and accept and rev_o is None) or rev_write
+        if took:
+            if f_beat == 0:
+                first_in[f_vec] = cycle
+            if rev_write and f_beat == beats[f_vec] - 1:
+                rev_full[rev_w] = f_vec
+                rev_w ^= 1
+            f_beat += 1
+            if f_beat == beats[f_vec]:
+                f_vec, f_beat = f_vec + 1, 0
+        # the bit-reversal buffer's read side
+        if rev_o is None or c_ready:
+            rev_o = None
+            if rev_issue:
+                vec = rev_full[rev_r]
+                rev_o = (vec, rev_beat)
+                rev_beat += 1
+                if rev_beat == beats[vec]:
+                    rev_full[rev_r], rev_beat = None, 0
+                    rev_r ^= 1
+        cycle += 1
+    return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
+            "total": int(last_out[-1] - first_in[0] + 1)}

@@ -398,7 +398,8 @@ def compare(re, im, result, cfg=ButterflyConfig(), *, modes=None, layer=None,
     """Check a :func:`simulate` result against sim/butterfly.py bit for bit (FFTs against
     :func:`~attnforge.sim.butterfly.fft`, real transforms against ``layer``'s
     :func:`~attnforge.sim.butterfly.butterfly`, imaginary outputs 0); with ``check_cycles``
-    (full-rate FFT-only runs) also against the cycle model. Raise AssertionError."""
+    (full-rate runs) also against the cycle model (:func:`~attnforge.sim.butterfly.array_cycles`).
+    Raise AssertionError."""
     re_list, im_list = check_fft_batch(re, im, cfg)
     modes = np.zeros(len(re_list), dtype=np.int64) if modes is None else np.asarray(modes)
     if result["error"]:
@@ -422,9 +423,7 @@ def compare(re, im, result, cfg=ButterflyConfig(), *, modes=None, layer=None,
             raise AssertionError(f"transform {index}: scale_log2 {result['scale_log2'][index]} "
                                  f"!= model {int(scale)}")
     if check_cycles:
-        if np.any(modes == model.MODE_REAL):
-            raise ValueError("the cycle model covers FFT streams only")
-        timing = model.fft_array_cycles([len(r) for r in re_list], cfg)
+        timing = model.array_cycles([len(r) for r in re_list], modes, cfg)
         if not np.array_equal(result["cycles"], timing["latency"]):
             bad = int(np.flatnonzero(result["cycles"] != timing["latency"])[0])
             raise AssertionError(f"transform {bad}: {result['cycles'][bad]} cycles, the cycle "
@@ -448,7 +447,8 @@ def regression(cfg, seed, *, sim, build_root=None):
     """One seed of the regression: every length and kind of FFT input back to back; odd seeds
     with random valid gaps and backpressure, even seeds at full rate with the cycle model.
     With ``linear=1`` a second run mixes butterfly-linear transforms (random learned-like
-    weights, N = n_max or n_max/2) among FFTs of other lengths."""
+    weights, N = n_max or n_max/2) among FFTs of other lengths (cycle model too at full
+    rate)."""
     from .vectors import stream_rates
     re, im, kinds = fft_regression_batch(cfg, seed)
     in_rate, out_rate = stream_rates(seed)
@@ -463,9 +463,11 @@ def regression(cfg, seed, *, sim, build_root=None):
         re, im, modes, kinds, layer = mixed_regression_batch(cfg, seed)
         result = simulate(re, im, cfg, modes=modes, layer=layer, sim=sim, in_rate=in_rate,
                           out_rate=out_rate, seed=seed, build_root=build_root)
-        _labelled(kinds, compare, re, im, result, cfg, modes=modes, layer=layer)
+        _labelled(kinds, compare, re, im, result, cfg, modes=modes, layer=layer,
+                  check_cycles=full)
         summary += (f"; {int(np.sum(modes))} butterfly-linear N={layer.n} among "
-                    f"{len(modes) - int(np.sum(modes))} FFTs, {result['total_cycles']} cycles")
+                    f"{len(modes) - int(np.sum(modes))} FFTs, {result['total_cycles']} cycles"
+                    f"{', cycle model exact' if full else ''}")
     return summary
 
 

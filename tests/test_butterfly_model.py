@@ -386,3 +386,29 @@ def test_config_ranges_and_formats():
     with pytest.raises(ConfigError, match=r"lanes=16 must be ≤ n_max=8"):
         ButterflyConfig(n_max=8, lanes=16, pes=8)
     assert ButterflyConfig.from_strings(["width=12", "pes=32"]).width == 12
+
+
+@pytest.mark.parametrize("lanes,n_max", [(2, 32), (4, 128), (8, 64)])
+def test_array_cycles_without_real_transforms_is_the_fft_model(lanes, n_max):
+    """The mixed-mode cycle model reduces to the FFT one on FFT-only streams."""
+    from attnforge.sim.butterfly import array_cycles, fft_array_cycles
+    cfg = ButterflyConfig(n_max=n_max, lanes=lanes)
+    rng = np.random.default_rng(lanes)
+    for _ in range(30):
+        lengths = [int(2 ** rng.integers(lanes.bit_length() - 1, cfg.stages_max + 1))
+                   for _ in range(int(rng.integers(1, 10)))]
+        a, b = fft_array_cycles(lengths, cfg), array_cycles(lengths, None, cfg)
+        assert np.array_equal(a["first_in"], b["first_in"]), lengths
+        assert np.array_equal(a["last_out"], b["last_out"]), lengths
+        assert a["total"] == b["total"]
+
+
+def test_array_cycles_real_transforms_pay_the_bit_reversal():
+    """A real transform alone takes N/lanes + 1 cycles more than an FFT of its length (the
+    bit-reversal buffer); back to back, both stream at N/lanes cycles per transform."""
+    from attnforge.sim.butterfly import array_cycles
+    cfg = ButterflyConfig(n_max=64, lanes=4)
+    fft = array_cycles([64] * 6, None, cfg)
+    real = array_cycles([64] * 6, [1] * 6, cfg)
+    assert real["latency"][0] - fft["latency"][0] == 64 // 4 + 1     # + its output register
+    assert set(np.diff(real["last_out"]).tolist()) == {64 // 4}
