@@ -81,7 +81,7 @@ def rotate(m, values, amount, *, left, name="rot"):
     widths = {len(value) for value in values}
     if len(widths) != 1:
         raise ValueError(f"rotate() needs values of one width, not {sorted(widths)}")
-    for r in range(ceil_log2(size)):
+    for r in range(min(ceil_log2(size), len(Value.cast(amount)))):
         step = 1 << r
         values = wires(m, [Mux(amount[r], values[(n + step) % size] if left else values[(n - step) % size],
                                values[n]) for n in range(size)], f"{name}_l{r}_")
@@ -169,14 +169,15 @@ class Packer(wiring.Component):
     or at the end of the vector, so the vector's ``last`` word always has ``count ≥ 1``
     (unless the vector kept nothing at all: then one empty ``last`` word).
 
-    An accepted beat is rotated into place in one cycle and written into the ring in the
-    next, so the wide rotation and the ring's write enables sit in different cycles.
+    An accepted beat is rotated into place over two cycles (by the low, then the high bits
+    of the tail) and written into the ring in the third, so neither half of the wide
+    rotation shares a cycle with the other or with the ring's write enables.
     ``i.ready`` depends only on the packer's own registers (there must be room for a full
     beat: at most ``width_in`` entries held), never on the offered beat or on ``o.ready``,
     so no ready path runs through it. With
     ``always_ready``, the consumer promises to hold ``o.ready`` high and ``i.ready`` is
     constant: with ``width_in == width_out`` the ring then never overflows, provided a
-    vector's last beat is followed by at least three idle cycles.
+    vector's last beat is followed by at least four idle cycles.
 
     Parameters
     ----------
@@ -215,12 +216,17 @@ class Packer(wiring.Component):
         fill = Signal(range(size + 1))  # entries written into the ring
         ending = Signal()               # the vector's last beat is in the ring
 
-        # Stage 1 (the accepted beat, already rotated to the tail) -> stage 2 (the ring).
+        # The accepted beat rotated to the tail (stage 2 of 2) -> the ring.
         placed = Signal(data.ArrayLayout(self._elem_shape, size))
         placed_valid = Signal(size)
         placed_count = Signal(range(win + 1))
         placed_last = Signal()
-        occupied = Signal(range(size + 1))   # fill + placed_count: accepted, not yet output
+        shifted = Signal(data.ArrayLayout(self._elem_shape, size))   # the stage before
+        shifted_valid = Signal(size)
+        shifted_count = Signal(range(win + 1))
+        shifted_last = Signal()
+        shifted_high = Signal(range(size))
+        occupied = Signal(range(size + 1))   # fill + both stages' counts: accepted, not yet output
 
         m.d.comb += [
             self.o.valid.eq((fill > wout) | ending),
@@ -238,24 +244,37 @@ class Packer(wiring.Component):
         taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
         m.d.comb += self.i.ready.eq(
             1 if self._always_ready else
-            ~ending & ~placed_last & (occupied <= size - win))
+            ~ending & ~placed_last & ~shifted_last & (occupied <= size - win))
         entering = self.i.valid & self.i.ready
         given = Mux(entering, self.i.payload.count, 0)
 
-        # The incoming beat, padded to the ring's size and rotated right by tail; only the
-        # valid bits depend on the handshake (the data register loads every cycle).
+        # The incoming beat, padded to the ring's size and rotated right by tail over two
+        # cycles (the low bits of tail, then the high ones), so neither cycle holds the
+        # whole barrel shifter behind the tail register's fan-out. Only the valid bits
+        # depend on the handshake (the data registers load every cycle).
         blank = Const(0, len(Value.cast(ring[0])))
-        rotated = rotate(m, [self.i.payload.data[n] if n < win else blank for n in range(size)],
-                         tail, left=False, name="tail")
-        rotated_valid = rotate(m, [n < self.i.payload.count if n < win else Const(0, 1)
-                                   for n in range(size)], tail, left=False, name="tail_valid")
+        split = ceil_log2(size) // 2
+        low = rotate(m, [self.i.payload.data[n] if n < win else blank for n in range(size)],
+                     tail[:split], left=False, name="tail_lo")
+        low_valid = rotate(m, [n < self.i.payload.count if n < win else Const(0, 1)
+                               for n in range(size)], tail[:split], left=False, name="tail_lo_valid")
         m.d.sync += [
-            placed.eq(Cat(rotated)),
-            placed_valid.eq(Cat(rotated_valid) & entering.replicate(size)),
-            placed_count.eq(given),
-            placed_last.eq(entering & self.i.payload.last),
+            shifted.eq(Cat(low)),
+            shifted_valid.eq(Cat(low_valid) & entering.replicate(size)),
+            shifted_count.eq(given),
+            shifted_last.eq(entering & self.i.payload.last),
+            shifted_high.eq(tail[split:]),
             tail.eq(tail + given),
             occupied.eq(occupied - taken + given),
+        ]
+        high_amount = Cat(Const(0, split), shifted_high)
+        high = rotate(m, list(shifted), high_amount, left=False, name="tail_hi")
+        high_valid = rotate(m, list(shifted_valid), high_amount, left=False, name="tail_hi_valid")
+        m.d.sync += [
+            placed.eq(Cat(high)),
+            placed_valid.eq(Cat(high_valid)),
+            placed_count.eq(shifted_count),
+            placed_last.eq(shifted_last),
         ]
         for s in range(size):
             with m.If(placed_valid[s]):

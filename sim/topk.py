@@ -171,7 +171,7 @@ def cycles(scores, k, cfg=TopKConfig()):
     read = fetched = compared = classed = decided = stage1 = stage2 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
-    placed = None                          # (kept, last) rotated into place, not yet in the ring
+    shifted = placed = None                # (kept, last) in the packer's two rotation stages
     cycle = 0
     received = None                        # the slot whose histogram completes this cycle
     while out_vec < batch:
@@ -199,13 +199,15 @@ def cycles(scores, k, cfg=TopKConfig()):
         taken = min(fill, L) if out_valid else 0
         out_last = ending and fill <= L
         placed_count, placed_last = placed if placed is not None else (0, False)
+        shifted_count, shifted_last = shifted if shifted is not None else (0, False)
         head_ready = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop
-        packer_ready = not ending and not placed_last and fill + placed_count <= C
+        packer_ready = (not ending and not placed_last and not shifted_last
+                        and fill + placed_count + shifted_count <= C)
         popped = head_ready and packer_ready
         given, next_ending = placed_count, ending or placed_last
-        placed = None
+        placed, shifted = shifted, None
         if popped:
-            _, placed = queue.pop(0)
+            _, shifted = queue.pop(0)
             last_pop = cycle
         if out_valid and out_last:
             last_out[out_vec] = cycle

@@ -95,7 +95,7 @@ def test_packer_joins_beats_per_vector(shape, width_in, width_out, always_ready)
                 await ctx.tick().until(dut.i.ready)
                 ctx.set(dut.i.valid, 0)
                 if always_ready and n == len(beats) - 1:
-                    await ctx.tick().repeat(3)      # the documented gap after a vector
+                    await ctx.tick().repeat(4)      # the documented gap after a vector
                 elif rng.random() < 0.3:
                     await ctx.tick()
 
