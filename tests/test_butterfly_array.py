@@ -187,7 +187,7 @@ def test_saturating_extremes():
 
 
 def test_narrow_formats():
-    cfg = ButterflyConfig(width=8, twiddle_bits=7, n_max=32, lanes=4, pes=2)
+    cfg = ButterflyConfig(width=8, twiddle_bits=7, n_max=32, lanes=4)
     rng = np.random.default_rng(2)
     frames = _frames(cfg, rng, [32, 32]) + _frames(cfg, rng, [32], "extremes")
     outs, _ = _run(cfg, frames, seed=1, gap=0.3, stall=0.3)

@@ -9,8 +9,8 @@ from attnforge.configs.butterfly import ButterflyConfig
 from attnforge.gen.cli import main
 from attnforge.sim import butterfly as model
 
-TINY = ["width=12", "twiddle_bits=12", "n_max=32", "lanes=2", "pes=1"]
-TINY_CFG = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2, pes=1)
+TINY = ["width=12", "twiddle_bits=12", "n_max=32", "lanes=2"]
+TINY_CFG = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2)
 
 
 def run_cli(capsys, *argv):
@@ -23,7 +23,7 @@ def test_params_lists_the_formats(capsys):
     status, out, _ = run_cli(capsys, "params", "butterfly", "--set", *TINY)
     assert status == 0
     assert "twiddle_bits" in out and "n_max" in out
-    assert "with --set: width=12 twiddle_bits=12 n_max=32 lanes=2 pes=1 frame_max=4096 linear=1" in out
+    assert "with --set: width=12 twiddle_bits=12 n_max=32 lanes=2 frame_max=4096 linear=1" in out
 
 
 def test_verilog_writes_array_and_manifest(capsys, tmp_path):
@@ -243,7 +243,7 @@ def test_run_fnet_rejects_bad_inputs(capsys, tmp_path, case, words):
 @pytest.mark.xdist_group("butterfly-fnet-tiny")
 def test_run_and_verify_fnet_on_verilator(capsys, tmp_path, build_root):
     sets = [*TINY, "frame_max=256"]
-    cfg = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2, pes=1, frame_max=256)
+    cfg = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2, frame_max=256)
     rng = np.random.default_rng(5)
     x = rng.integers(-2048, 2048, size=(16, 8))
     path = tmp_path / "in.npz"

@@ -381,11 +381,11 @@ def test_config_ranges_and_formats():
         ButterflyConfig(width=20)
     with pytest.raises(ConfigError, match=r"n_max=1000 is out of range"):
         ButterflyConfig(n_max=1000)
-    with pytest.raises(ConfigError, match=r"pes=2 must be ≥ lanes/2=4"):
-        ButterflyConfig(pes=2, lanes=8)
     with pytest.raises(ConfigError, match=r"lanes=16 must be ≤ n_max=8"):
-        ButterflyConfig(n_max=8, lanes=16, pes=8)
-    assert ButterflyConfig.from_strings(["width=12", "pes=32"]).width == 12
+        ButterflyConfig(n_max=8, lanes=16)
+    assert ButterflyConfig.from_strings(["width=12", "lanes=4"]).width == 12
+    with pytest.raises(ConfigError, match="unknown parameter 'pes'"):
+        ButterflyConfig.from_strings(["pes=16"])     # the array's PEs follow lanes and n_max
 
 
 @pytest.mark.parametrize("lanes,n_max", [(2, 32), (4, 128), (8, 64)])

@@ -89,7 +89,7 @@ def _run(cfg, beats, *, seed, gap=0.3, stall=0.3):
 
 CONFIGS = {
     "default-16x16": ButterflyConfig(),
-    "narrow-8x7": ButterflyConfig(width=8, twiddle_bits=7, n_max=64, lanes=2, pes=1),
+    "narrow-8x7": ButterflyConfig(width=8, twiddle_bits=7, n_max=64, lanes=2),
     "wide-18x18": ButterflyConfig(width=18, twiddle_bits=18),
 }
 
@@ -109,7 +109,7 @@ def test_pe_matches_model_with_gaps_and_backpressure(name):
 @pytest.mark.parametrize("mode", [Mode.FFT, Mode.REAL])
 def test_pe_extremes_each_mode(mode):
     """Every combination of extreme operands, in one mode, including saturating ones."""
-    cfg = ButterflyConfig(width=8, twiddle_bits=8, n_max=64, lanes=2, pes=1)
+    cfg = ButterflyConfig(width=8, twiddle_bits=8, n_max=64, lanes=2)
     lo, hi = cfg.data_min, cfg.data_max
     clo, chi = -(1 << (cfg.twiddle_bits - 1)), (1 << (cfg.twiddle_bits - 1)) - 1
     one = 1 << cfg.coef_frac

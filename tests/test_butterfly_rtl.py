@@ -19,9 +19,9 @@ from attnforge.tb.butterfly import (FNET_BENCH, Layer, compare, compare_fft, com
 pytestmark = pytest.mark.sim
 
 #: two lanes, narrow formats (twiddle_bits = width): every length 2 … 32
-SMALL = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2, pes=1)
+SMALL = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2)
 #: four lanes at the paper's 16 bits: lengths 4 … 128, block-RAM exchanges
-WIDE = ButterflyConfig(width=16, twiddle_bits=16, n_max=128, lanes=4, pes=2)
+WIDE = ButterflyConfig(width=16, twiddle_bits=16, n_max=128, lanes=4)
 
 CONFIGS = [pytest.param(SMALL, marks=pytest.mark.xdist_group("butterfly-small"), id="small"),
            pytest.param(WIDE, marks=pytest.mark.xdist_group("butterfly-wide"), id="wide")]
@@ -152,7 +152,7 @@ def test_butterfly_layer_on_minilm(simulator, build_root):
 # ---- FNet: two arrays chained through the on-chip transpose ----------------------------------
 
 #: four lanes (bank rotation in the transpose), frames up to 64 × 16
-FNET = ButterflyConfig(width=16, twiddle_bits=16, n_max=64, lanes=4, pes=2, frame_max=1024)
+FNET = ButterflyConfig(width=16, twiddle_bits=16, n_max=64, lanes=4, frame_max=1024)
 
 
 @pytest.mark.xdist_group("butterfly-fnet")

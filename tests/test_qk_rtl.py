@@ -209,7 +209,6 @@ def _run_datapath(cfg, q_batch, keys, alive, const, threshold, *, seed, gap=0.2,
     """Each row as the block's controller would: the MSB pass, then the full pass when the
     softmax says refetch. Returns per row (probs, refetched, max_prob of the MSB pass)."""
     dut = QKDatapath(cfg)
-    L = cfg.scores_per_cycle
     rng = random.Random(seed)
     results = []
     decisions = []

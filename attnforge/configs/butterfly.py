@@ -33,7 +33,7 @@ class ButterflyConfig(BlockConfig):
     ``twiddle_bits``-bit coefficients (both ≤ 18, so every product fits one ECP5
     MULT18X18D; a PE uses :attr:`MULTIPLIERS_PER_PE` of them). The array takes ``lanes``
     samples per cycle, runs transforms of any power-of-two length up to ``n_max`` and holds
-    ``pes`` PEs.
+    ``lanes/2 · log2(n_max)`` PEs (one column per stage), so the PE count follows from those two.
     """
 
     width: int = param(16, "data bits per real component (signed)", in_range(4, 18))
@@ -41,8 +41,6 @@ class ButterflyConfig(BlockConfig):
                               in_range(7, 18))
     n_max: int = param(1024, "longest transform (points)", power_of_two(2, 65536))
     lanes: int = param(8, "samples per cycle into and out of the array", power_of_two(1, 64))
-    pes: int = param(16, "butterfly PEs in the array (one butterfly per cycle each)",
-                     in_range(1, 1024))
     frame_max: int = param(4096, "largest FNet frame L×D (samples) of its transpose buffer",
                            power_of_two(4, 1 << 20))
     linear: int = param(1, "1: the array also runs butterfly linear layers (run-time weight "
@@ -69,9 +67,6 @@ class ButterflyConfig(BlockConfig):
         if self.frame_max < self.lanes * self.lanes:
             raise ConfigError(f"frame_max={self.frame_max} must be ≥ lanes²={self.lanes ** 2}: "
                               f"the smallest FNet frame is lanes × lanes")
-        if 2 * self.pes < self.lanes:
-            raise ConfigError(f"pes={self.pes} must be ≥ lanes/2={self.lanes // 2}: a PE takes "
-                              f"two samples per cycle, so fewer could not keep up with one stage")
 
     def manifest_notes(self):
         """Formats, scaling and the streaming array's size, for the generated module's manifest."""
