@@ -437,9 +437,11 @@ class TopK(wiring.Component):
         greater = Signal(C)
         equal = Signal(C)
         ties_before = [Signal(count, name=f"ties_before{lane}") for lane in range(C)]
+        equal_count = Signal(range(C + 1))     # the word's ties, for the tie counter
         m.d.sync += [
             classed_full.eq(compared_full), classed.eq(compared), classed_values.eq(compared_values),
             greater.eq(compared_greater), equal.eq(compared_equal),
+            equal_count.eq(popcount(compared_equal)),
         ]
         for lane, before in enumerate(prefix_counts(m, list(compared_equal), "ties")):
             m.d.sync += ties_before[lane].eq(before)
@@ -475,8 +477,10 @@ class TopK(wiring.Component):
                 eliminator.i.payload.data[lane].index.eq(decided.word * C + lane),
             ]
         with m.If(classed_full):
-            ties_seen = popcount(equal)
-            m.d.sync += ties_left.eq(Mux(ties_seen >= ties_here, 0, ties_here - ties_seen))
+            # one subtraction; its borrow says the word used up the remaining ties
+            left = Signal(signed(cfg.count_bits + 1), name="ties_minus_seen")
+            m.d.comb += left.eq(ties_here - equal_count)
+            m.d.sync += ties_left.eq(Mux(left < 0, 0, left[:cfg.count_bits]))
         m.d.comb += [
             self.o.valid.eq(packer.o.valid),
             packer.o.ready.eq(self.o.ready),
