@@ -46,18 +46,8 @@ def _unpack_complex(words, width):
     return re, im
 
 
-def _module():
-    """The generated module under test (from the manifest), so each test runs on its own."""
-    import json
-    import os
-    with open(os.environ["ATTNFORGE_MANIFEST"]) as f:
-        return json.load(f)["module"]
-
-
 @cocotb.test()
 async def butterfly_job(dut):
-    if _module() != "butterfly":
-        return
     bench = await start(dut)
     job = bench.job
     params = bench.manifest["parameters"]
@@ -106,8 +96,6 @@ async def butterfly_job(dut):
 
 @cocotb.test()
 async def fnet_job(dut):
-    if _module() != "fnet":
-        return
     bench = await start(dut)
     job = bench.job
     lanes = int(bench.manifest["parameters"]["lanes"])
@@ -349,8 +337,9 @@ def simulate(re, im, cfg=ButterflyConfig(), *, modes=None, layer=None, sim="veri
            "modes": modes, "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
     if layer is not None:
         job.update(layer.writes)
-    result = run_job(sv, "butterfly", "attnforge.tb.butterfly", job, sim=sim, manifest=manifest,
-                     build_root=build_root, waves=waves, progress=progress)
+    result = run_job(sv, "butterfly", "attnforge.tb.butterfly", job, testcase="butterfly_job",
+                     sim=sim, manifest=manifest, build_root=build_root, waves=waves,
+                     progress=progress)
     batch = len(re_list)
     beats = lengths // cfg.lanes
     first_beats = np.concatenate([[0], np.cumsum(beats)[:-1]])
@@ -648,8 +637,8 @@ def simulate_fnet(frames, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0
     sv, manifest = generate("fnet", cfg, build_root=build_root)
     job = {"x": np.concatenate([f.ravel() for f in frames]), "shapes": shapes,
            "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
-    result = run_job(sv, "fnet", "attnforge.tb.butterfly", job, sim=sim, manifest=manifest,
-                     build_root=build_root, waves=waves, progress=progress)
+    result = run_job(sv, "fnet", "attnforge.tb.butterfly", job, testcase="fnet_job", sim=sim,
+                     manifest=manifest, build_root=build_root, waves=waves, progress=progress)
     beats = shapes[:, 0] * shapes[:, 1] // cfg.lanes
     ends = np.flatnonzero(result["last"])
     if not np.array_equal(ends, np.cumsum(beats) - 1):

@@ -61,8 +61,10 @@ def _prepare(sim):
 
 
 def run_job(sv_path, toplevel, test_module, job, *, sim="verilator", manifest=None,
-            build_root=None, waves=False, progress=None):
+            build_root=None, waves=False, progress=None, testcase=None):
     """Simulate ``sv_path`` running ``test_module``'s cocotb tests on ``job``; return the result dict.
+
+    ``testcase`` names the one test to run when the module holds tests of several designs.
 
     Raises AssertionError (with the log's tail) when a cocotb test fails.
     """
@@ -108,6 +110,7 @@ def run_job(sv_path, toplevel, test_module, job, *, sim="verilator", manifest=No
         progress(f"simulating {toplevel} on {sim}")
     log_file = run_dir / "sim.log"
     results = runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
+                          testcase=testcase,
                           test_dir=run_dir, extra_env=env, waves=waves, timescale=TIMESCALE,
                           results_xml=str(run_dir / "results.xml"), log_file=log_file)
     tests, fails = get_results(Path(results))
