@@ -91,7 +91,8 @@ def rotate(m, values, amount, *, left, name="rot"):
 class ZeroEliminator(wiring.Component):
     """Compact the kept elements of each beat to its front, in order.
 
-    Two register stages: the prefix sum of dropped elements, then the shifter layers.
+    Three register stages: the prefix sum of dropped elements, then the shifter layers in
+    two halves (``log2(width)`` layers in one cycle were the engine's critical path).
 
     Parameters
     ----------
@@ -134,9 +135,12 @@ class ZeroEliminator(wiring.Component):
                 m.d.sync += shifts[n].eq(dropped[n])
             m.d.sync += count.eq(popcount(self.i.payload.keep))
 
-        # Stage 2: layer r moves an element left by 2**r when bit r of its shift is set.
+        # Stages 2 and 3: layer r moves an element left by 2**r when bit r of its shift is
+        # set; the first half of the layers, a register, then the rest.
         lanes = [(stage1.keep[n], stage1.data[n], shifts[n]) for n in range(width)]
-        for r in range(ceil_log2(width)):
+        valid, last, count_now = stage1_valid, stage1.last, count
+        layers = ceil_log2(width)
+        for r in range(layers):
             step = 1 << r
             moved = []
             for n in range(width):
@@ -151,14 +155,30 @@ class ZeroEliminator(wiring.Component):
             lanes = list(zip(wires(m, [keep for keep, _, _ in moved], f"keep_l{r}_"),
                              wires(m, [value for _, value, _ in moved], f"value_l{r}_"),
                              wires(m, [shift for _, _, shift in moved], f"shift_l{r}_")))
+            if r == max(layers // 2, 1) - 1:
+                lanes, valid, last, count_now = self._register(m, lanes, valid, last, count_now, advance)
+        if layers == 0:     # one lane: no layer, the same three stages
+            lanes, valid, last, count_now = self._register(m, lanes, valid, last, count_now, advance)
         with m.If(advance):
             m.d.sync += [
-                self.o.valid.eq(stage1_valid),
-                self.o.payload.count.eq(count),
-                self.o.payload.last.eq(stage1.last),
+                self.o.valid.eq(valid),
+                self.o.payload.count.eq(count_now),
+                self.o.payload.last.eq(last),
             ]
             m.d.sync += [self.o.payload.data[n].eq(lanes[n][1]) for n in range(width)]
         return m
+
+    @staticmethod
+    def _register(m, lanes, valid, last, count, advance):
+        """A register stage between shifter layers (held while the output stalls)."""
+        held = [(Signal.like(keep, name=f"mid_keep{n}"), Signal.like(value, name=f"mid_value{n}"),
+                 Signal.like(shift, name=f"mid_shift{n}")) for n, (keep, value, shift) in enumerate(lanes)]
+        regs = (Signal(name="mid_valid"), Signal(name="mid_last"), Signal.like(count, name="mid_count"))
+        with m.If(advance):
+            for (keep, value, shift), (hk, hv, hs) in zip(lanes, held):
+                m.d.sync += [hk.eq(keep), hv.eq(value), hs.eq(shift)]
+            m.d.sync += [regs[0].eq(valid), regs[1].eq(last), regs[2].eq(count)]
+        return held, *regs
 
 
 class Packer(wiring.Component):

@@ -164,11 +164,12 @@ def cycles(scores, k, cfg=TopKConfig()):
     sel_done = None                       # cycle of the running vector's final resolve
     emit_vec = emit_slot = emit_word = 0
     emitting = False
-    # The emit pipeline: read, fetched, compared, classified, decided, the zero eliminator's two stages, then
-    # a FIFO (entries readable two cycles after their write, one cycle after the previous
-    # entry's read) that the packer drains; a word is read only with one of its credits.
+    # The emit pipeline: read, fetched, compared, classified, decided, the zero eliminator's
+    # three stages, then a FIFO (entries readable two cycles after their write, one cycle
+    # after the previous entry's read) that the packer drains; a word is read only with one
+    # of its credits.
     # Each stage holds (kept, last) of a word, or None.
-    read = fetched = compared = classed = decided = stage1 = stage2 = None
+    read = fetched = compared = classed = decided = stage1 = stage2 = stage3 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
     shifted = placed = None                # (kept, last) in the packer's two rotation stages
@@ -225,10 +226,10 @@ def cycles(scores, k, cfg=TopKConfig()):
                 emitting, emit_word = False, 0
                 emit_slot, emit_vec = (emit_slot + 1) % 3, emit_vec + 1
         credits += int(popped) - int(issued is not None)
-        if stage2 is not None:
-            queue.append((cycle, stage2))
-        stage2, stage1, decided, classed, compared, fetched, read = \
-            stage1, decided, classed, compared, fetched, read, issued
+        if stage3 is not None:
+            queue.append((cycle, stage3))
+        stage3, stage2, stage1, decided, classed, compared, fetched, read = \
+            stage2, stage1, decided, classed, compared, fetched, read, issued
         fill, ending = fill - taken + given, next_ending
         for slot, value in updates:
             state[slot] = value

@@ -71,7 +71,7 @@ class TopKConfig(BlockConfig):
 
     # Fixed latencies of the pipeline, shared by the RTL and the cycle model.
     #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
-    PASS_DRAIN = 8
+    PASS_DRAIN = 9
     #: emit stage: compacted beats between the zero eliminator and the packer (read credits)
     EMIT_FIFO_DEPTH = 10
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
