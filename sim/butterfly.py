@@ -42,6 +42,9 @@ Transforms
   ``scale_log2``.
 * :func:`fnet`: FNet token mixing ``Re(FFT_L(FFT_D(x)))`` of an ``L×D`` input: row FFTs,
   then column FFTs of the complex result, keeping the real part.
+* :func:`ffn`: FABNet's butterfly FFN, butterfly linear layer → :func:`relu` → butterfly
+  linear layer, from two passes of :func:`butterfly`; ``scale_log2`` is the sum of the two
+  layers' (ReLU commutes with the positive factor ``2**scale_log2``).
 
 Per-stage scaling (``scaling=``)
 --------------------------------
@@ -80,9 +83,9 @@ __all__ = [
     "MODE_FFT", "MODE_REAL",
     "round_shift", "saturate", "quantize_coefs", "quantize_weights", "pe", "pe_fft", "pe_real",
     "bit_reverse", "fft_twiddles", "fft", "butterfly", "butterfly_static_shifts",
-    "butterfly_batch_shifts", "fnet",
+    "butterfly_batch_shifts", "fnet", "relu", "ffn", "ffn_batch_shifts",
     "fft_float", "fft_butterfly_twiddles", "butterfly_factor", "butterfly_dense",
-    "butterfly_float", "fnet_float", "descale", "sqnr_db",
+    "butterfly_float", "fnet_float", "ffn_float", "descale", "sqnr_db",
 ]
 
 MODE_FFT = ButterflyConfig.MODE_FFT
@@ -509,6 +512,59 @@ def fnet(x, cfg=_DEFAULT, *, scaling="fixed", stats=None):
     return np.swapaxes(yr, -1, -2), s1[..., 0] + s2[..., 0]
 
 
+
+def relu(x):
+    """The FFN's activation in the data format: ``max(x, 0)`` on ``width``-bit integers.
+
+    Exact: no rounding, and no saturation is needed (the result, ``0 … 2**(width-1) − 1``,
+    lies inside the format). ``x`` keeps its exponent: ``relu(y)·2**s = relu(y·2**s)``.
+    """
+    return np.maximum(np.asarray(x, dtype=np.int64), 0)
+
+
+def ffn(x, twiddle1, twiddle2, cfg=_DEFAULT, *, scaling1="block", scaling2="block",
+        shared_axes=0, stats=None):
+    """FABNet's butterfly FFN in fixed point: ``butterfly`` → :func:`relu` → ``butterfly``.
+
+    Parameters
+    ----------
+    x : int array, shape ``(..., N)``
+        ``width``-bit signed inputs.
+    twiddle1, twiddle2 : arrays, shape ``(log2 N, N/2, 2, 2)``
+        The two layers' weights (floats: quantized per stage by :func:`quantize_weights`;
+        ints: Q2.F).
+    scaling1, scaling2 : "block", "static" or sequence of int
+        Each layer's per-stage scaling (:func:`butterfly`); the streaming block takes the
+        shifts of :func:`ffn_batch_shifts`.
+    shared_axes : int
+        With ``"block"``: batch axes sharing one exponent, in both layers.
+    stats : dict, optional
+        Receives ``"saturated"`` (both layers) and ``"shifts"`` (layer 1's stages, then
+        layer 2's).
+
+    Returns
+    -------
+    y : int64 array, shape ``(..., N)``
+        ``y * 2**scale_log2 ≈ relu(x @ B1.T) @ B2.T`` (:func:`ffn_float`).
+    scale_log2 : int64 array, the batch shape: layer 1's plus layer 2's
+    """
+    h, s1 = butterfly(x, twiddle1, cfg, scaling=scaling1, shared_axes=shared_axes, stats=stats)
+    y, s2 = butterfly(relu(h), twiddle2, cfg, scaling=scaling2, shared_axes=shared_axes,
+                      stats=stats)
+    return y, s1 + s2
+
+
+def ffn_batch_shifts(x, twiddle1, twiddle2, cfg=_DEFAULT):
+    """Both layers' per-stage shifts calibrated on a batch (:func:`butterfly_batch_shifts`).
+
+    Layer 2 is calibrated on what it will see: the ReLU of layer 1's output with layer 1's
+    calibrated shifts. Returns ``(shifts1, shifts2)``.
+    """
+    shifts1 = butterfly_batch_shifts(x, twiddle1, cfg)
+    h, _ = butterfly(x, twiddle1, cfg, scaling=shifts1)
+    return shifts1, butterfly_batch_shifts(relu(h), twiddle2, cfg)
+
+
 # -- float references and measurements --------------------------------------------------------
 
 
@@ -568,6 +624,12 @@ def fnet_float(x):
     """The float reference of :func:`fnet`: ``Re(FFT_L(FFT_D(x)))`` = ``numpy.fft.fft2(x).real``."""
     return np.fft.fft2(np.asarray(x, dtype=np.float64), axes=(-2, -1)).real
 
+
+
+def ffn_float(x, twiddle1, twiddle2):
+    """The float reference of :func:`ffn`: ``relu(x @ B1.T) @ B2.T``, each ``B`` the dense
+    product of its layer's factor matrices (:func:`butterfly_dense`)."""
+    return np.maximum(butterfly_float(x, twiddle1), 0.0) @ butterfly_dense(twiddle2).T
 
 def descale(values, scale_log2):
     """``values * 2**scale_log2`` as floats (complex stays complex), ``scale_log2`` broadcast

@@ -295,6 +295,70 @@ def test_butterfly_integer_weights_and_explicit_shifts():
     assert stats["saturated"] > 0
 
 
+
+# -- the butterfly FFN: layer → ReLU → layer ---------------------------------------------------
+
+# (N, input amplitude, scaling) → SQNR floor in dB against relu(x @ B1.T) @ B2.T, Gaussian
+# weights (std 1/√2). "block": one exponent per vector and stage; "batch": the streaming
+# block's shifts, one per stage over the batch (ffn_batch_shifts).
+FFN_SQNR = {
+    (16, FS, "block"): 68,     # 71.4
+    (64, FS, "block"): 58,     # 61.1
+    (256, FS, "block"): 54,    # 57.3
+    (1024, FS, "block"): 47,   # 50.3
+    (64, 64, "block"): 55,     # 58.0
+    (16, FS, "batch"): 61,     # 64.6
+    (64, FS, "batch"): 53,     # 56.0
+    (256, FS, "batch"): 45,    # 48.4
+    (1024, FS, "batch"): 41,   # 44.0
+    (64, 64, "batch"): 53,     # 56.1
+}
+
+
+@pytest.mark.parametrize("n,amp,scaling", list(FFN_SQNR))
+def test_ffn_sqnr_against_float(n, amp, scaling):
+    rng = np.random.default_rng(n * 5 + amp)
+    stages = n.bit_length() - 1
+    tw1 = rng.normal(0, np.sqrt(0.5), (stages, n // 2, 2, 2))
+    tw2 = rng.normal(0, np.sqrt(0.5), (stages, n // 2, 2, 2))
+    x = rng.integers(-amp, amp, (32, n))
+    shifts = B.ffn_batch_shifts(x, tw1, tw2) if scaling == "batch" else ("block", "block")
+    stats = {}
+    y, scale = B.ffn(x, tw1, tw2, scaling1=shifts[0], scaling2=shifts[1], stats=stats)
+    sqnr = B.sqnr_db(B.descale(y, scale), B.ffn_float(x, tw1, tw2))
+    print(f"ffn N={n:5d} amplitude={amp:6d} {scaling:5s}: SQNR {sqnr:5.1f} dB "
+          f"(floor {FFN_SQNR[n, amp, scaling]})")
+    assert stats["saturated"] == 0
+    assert len(stats["shifts"]) == 2 * stages
+    assert sqnr >= FFN_SQNR[n, amp, scaling]
+
+
+def test_ffn_is_layer_relu_layer():
+    """Bit for bit the composition of the linear-layer model and ReLU; exponents add."""
+    rng = np.random.default_rng(8)
+    n = 32
+    tw1, tw2 = (rng.normal(0, 0.7, (5, n // 2, 2, 2)) for _ in range(2))
+    x = rng.integers(-FS, FS, (6, n))
+    s1, s2 = B.ffn_batch_shifts(x, tw1, tw2)
+    y, scale = B.ffn(x, tw1, tw2, scaling1=s1, scaling2=s2)
+    h, e1 = B.butterfly(x, tw1, scaling=s1)
+    want, e2 = B.butterfly(np.maximum(h, 0), tw2, scaling=s2)
+    assert np.array_equal(y, want) and np.array_equal(scale, e1 + e2)
+    # layer 2 is calibrated on the ReLU output, which is never negative
+    assert s2 == B.butterfly_batch_shifts(B.relu(h), tw2)
+
+
+def test_ffn_relu_is_exact_in_the_data_format():
+    """Identity layers with shift 0: the FFN is ReLU itself, extremes included."""
+    n = 16
+    eye = np.zeros((4, n // 2, 2, 2), dtype=np.int64)
+    eye[..., 0, 0] = eye[..., 1, 1] = ONE
+    x = np.array([[-FS, FS - 1, 0, -1, 1, *range(-5, 6)]])
+    y, scale = B.ffn(x, eye, eye, scaling1=[0] * 4, scaling2=[0] * 4)
+    assert np.array_equal(y, np.maximum(x, 0)) and int(scale[0]) == 0
+    assert B.relu(np.array([CFG.data_min])).item() == 0
+
+
 def test_quantize_weights_normalizes_each_stage():
     tw = np.zeros((3, 4, 2, 2))
     tw[0, 0, 0, 0] = 3.0          # beyond Q2: exponent 1
