@@ -50,7 +50,9 @@ def _config(args):
     """The block and its Config from ``args.block`` and ``args.set``."""
     block = _block(args.block)
     try:
-        return block, block.config.from_strings(args.set)
+        cfg = block.config.from_strings(args.set)
+        block.check(cfg)
+        return block, cfg
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 
@@ -168,6 +170,7 @@ def cmd_run(args):
     job, block = _job(args.block)
     try:
         cfg = block.config.from_strings(args.set)
+        block.check(cfg)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     arrays = load_npz(args.input)

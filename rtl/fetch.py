@@ -16,7 +16,8 @@ plane per request, ``last`` on the final index): pruned keys are never fetched.
 
 The AXI port is the read half of AXI4 (AR and R channels), named as AXI names them
 (``arvalid``, ``araddr``, …), so a testbench (e.g. cocotbext-axi's ``AxiRam`` through
-``AxiReadBus.from_prefix(dut, "axi_")``) binds to it directly; ``rresp`` is ignored.
+``AxiReadBus.from_prefix(dut, "axi_")``) binds to it directly. One ID: ``arid`` is 0,
+``rid`` and ``rresp`` are ignored.
 
 Counters: the bytes of each plane received since ``clear``.
 """
@@ -38,15 +39,15 @@ BURST_INCR = 1
 
 
 class AXIReadSignature(wiring.Signature):
-    """The AR and R channels of an AXI4 master (single ID, so no ``arid``/``rid``)."""
+    """The AR and R channels of an AXI4 master with a one-bit ID (always 0: one ID, in order)."""
 
     def __init__(self, addr_width, data_width):
         self.addr_width = addr_width
         self.data_width = data_width
         super().__init__({
-            "arvalid": Out(1), "arready": In(1), "araddr": Out(addr_width),
+            "arvalid": Out(1), "arready": In(1), "arid": Out(1), "araddr": Out(addr_width),
             "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
-            "rvalid": In(1), "rready": Out(1), "rdata": In(data_width), "rlast": In(1),
+            "rvalid": In(1), "rready": Out(1), "rid": In(1), "rdata": In(data_width), "rlast": In(1),
             "rresp": In(2),
         })
 

@@ -1,0 +1,400 @@
+"""The ``qk`` block: SpAtten's score front end, from DRAM key planes to probabilities.
+
+One head at a time: a ``head`` beat gives the head's key count ``N``, its reuse mode and its
+alive mask; then each ``q`` beat is a query (a *row*), ``last`` on the head's final one.
+Per row the block
+
+1. fetches the MSB-plane rows of the alive keys through the AXI4 read master
+   (:class:`~attnforge.rtl.fetch.Fetcher`) into the **Key buffer** (two
+   :class:`~amaranth.lib.memory.Memory` planes of ``n_max / L`` words of ``L`` rows, one
+   write enable per row), unless the buffer already holds them;
+2. streams the buffer, ``L`` keys per beat, through the bitwidth converter, the Q×K lanes
+   and the softmax (:class:`~attnforge.rtl.qk.QKDatapath`) — a word as soon as its alive
+   keys have arrived, so the compute follows the fetch;
+3. checks the row's maximum probability against ``threshold``; below it, the MSB-only
+   result is dropped, the LSB-plane rows are fetched (unless held) and the row is
+   recomputed with full keys: those probabilities leave, marked ``refetched``.
+
+**Reuse modes** (per head). *summarization*: rows fetched once stay in the Key buffer for
+the head (the first row pays the MSB plane, the first refetched row the LSB plane).
+*generation*: nothing stays; every row fetches its MSB rows and, when refetched, its LSB
+rows. Both give the probabilities, decisions and per-row bytes of
+:func:`attnforge.sim.qk.attention_probs`, bit for bit.
+
+**Speculation** (summarization). A row's decision comes out of the softmax ``≈ 2·B + 40``
+cycles after its first keys go in (``B = ceil(N / L)`` beats). Rather than wait, the
+dispatcher sends up to :data:`ROW_SLOTS` rows ahead; when a row turns out to need its LSBs,
+the rows sent after it are *squashed* (an epoch bit flips; their outputs are dropped as
+they leave), the row's full-key pass goes next and the later rows are sent again. Their
+queries wait in a ring of :data:`ROW_SLOTS` registers until their row is committed. Rows
+that need no LSBs (most: SpAtten reports 5.9 %) therefore follow each other at the
+softmax's rate of ``B + 1`` cycles. In *generation* mode a row's MSB fetch would be wasted
+traffic if squashed, so the next row goes only after the previous row has been committed.
+
+Outputs leave in row order, one beat per ``L`` keys, with the row number, the decision and
+the bytes the row caused to be read (the fetcher's rows received while that row owned the
+fetch). Counters (cleared by ``clear``): committed rows, refetched rows, squashed passes,
+bytes per plane, busy cycles.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from ..config import ConfigError
+from ..configs.qk import QKConfig
+from .fetch import LSB, MSB, AXIReadSignature, Fetcher
+from .qk import QKDatapath, plane_row, query_layout
+
+__all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat", "output_beat",
+           "QKBlock"]
+
+#: rows between dispatch and commit (the query ring, the per-row byte counters)
+ROW_SLOTS = 4
+#: the ``mode`` field
+SUMMARIZATION, GENERATION = 0, 1
+#: bits of the ``row`` field (row numbers within a head wrap at 2**ROW_BITS)
+ROW_BITS = 16
+#: bits of the counters
+COUNTER_BITS = 32
+
+
+def head_beat(cfg, addr_width=32):
+    """A head: ``n_keys`` (1 … n_max), ``mode`` (``SUMMARIZATION``/``GENERATION``), the
+    ``alive`` mask (bit ``n`` for key ``n``, at least one set; keys ≥ ``n_keys`` ignored),
+    the planes' byte addresses ``msb_base``/``lsb_base`` (beat aligned,
+    :func:`attnforge.sim.qk.plane_layout`), the softmax's ``scale_mant``/``scale_shift``
+    (:func:`attnforge.sim.softmax.scale_constant`) and the refetch ``threshold``
+    (:func:`attnforge.sim.softmax.threshold_code`)."""
+    return data.StructLayout({
+        "n_keys": unsigned(ceil_log2(cfg.n_max + 1)),
+        "mode": 1,
+        "alive": unsigned(cfg.n_max),
+        "msb_base": unsigned(addr_width),
+        "lsb_base": unsigned(addr_width),
+        "scale_mant": unsigned(cfg.SCALE_MANT_BITS),
+        "scale_shift": unsigned(cfg.SCALE_SHIFT_BITS),
+        "threshold": unsigned(cfg.threshold_bits),
+    })
+
+
+def query_beat(cfg):
+    """A row's query (``D`` × 12-bit signed); ``last`` on the head's final row."""
+    return data.StructLayout({"q": query_layout(cfg), "last": 1})
+
+
+def _row_bytes_bits(cfg):
+    return ceil_log2(cfg.n_max * max(cfg.msb_row_bytes, cfg.lsb_row_bytes) + 1)
+
+
+def output_beat(cfg):
+    """``L`` probabilities of a row (dead keys 0) and their ``alive`` flags; on every beat the
+    ``row`` number within the head, ``refetched``, the emitted pass's ``max_prob``, and the
+    row's ``msb_bytes``/``lsb_bytes`` read from DRAM; ``last`` on the row's final beat."""
+    lanes = cfg.scores_per_cycle
+    count = unsigned(_row_bytes_bits(cfg))
+    return data.StructLayout({
+        "probs": data.ArrayLayout(unsigned(cfg.prob_bits), lanes),
+        "alive": unsigned(lanes),
+        "row": unsigned(ROW_BITS),
+        "refetched": 1,
+        "max_prob": unsigned(cfg.prob_bits),
+        "msb_bytes": count,
+        "lsb_bytes": count,
+        "last": 1,
+    })
+
+
+class QKBlock(wiring.Component):
+    """The Q/K score front end with progressive quantization (block ``qk``).
+
+    Parameters
+    ----------
+    config : QKConfig
+        ``scores_per_cycle`` must be a power of two, at most ``n_max``.
+    addr_width : int
+        AXI address bits.
+
+    Attributes
+    ----------
+    head : In(stream) of :func:`head_beat`
+        Accepted when the previous head's rows have all left; its fields hold for the head.
+    q : In(stream) of :func:`query_beat`
+        The head's queries, in row order.
+    o : Out(stream) of :func:`output_beat`
+        The rows' probabilities, in row order.
+    axi : Out(AXIReadSignature)
+        The AR and R channels of the AXI4 read master (single ID).
+    clear : In(1)
+        Zeroes the counters.
+    rows, refetched, squashed, msb_bytes, lsb_bytes, cycles : Out(32)
+        Rows committed, rows recomputed with full keys, passes dropped by speculation, bytes
+        read per plane, cycles with a head in progress.
+    """
+
+    @staticmethod
+    def check_config(config):
+        """What the block needs beyond :class:`QKConfig`'s own checks (raises ConfigError)."""
+        if not isinstance(config, QKConfig):
+            raise TypeError(f"config must be a QKConfig, not {config!r}")
+        lanes = config.scores_per_cycle
+        if lanes & (lanes - 1) or lanes > config.n_max:
+            raise ConfigError(f"the qk block needs scores_per_cycle = multipliers / head_dim = "
+                              f"{config.multipliers}/{config.head_dim} = {lanes} to be a power "
+                              f"of two ≤ n_max={config.n_max}")
+
+    def __init__(self, config=QKConfig(), *, addr_width=32):
+        self.check_config(config)
+        self.config = config
+        self.addr_width = addr_width
+        super().__init__({
+            "head": In(stream.Signature(head_beat(config, addr_width))),
+            "q": In(stream.Signature(query_beat(config))),
+            "o": Out(stream.Signature(output_beat(config))),
+            "axi": Out(AXIReadSignature(addr_width, config.axi_data_width)),
+            "clear": In(1),
+            **{name: Out(COUNTER_BITS)
+               for name in ("rows", "refetched", "squashed", "msb_bytes", "lsb_bytes", "cycles")},
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        L = cfg.scores_per_cycle
+        lane_bits = exact_log2(L)
+        words = cfg.n_max // L
+        word_bits = max(1, ceil_log2(words))
+        index_bits = ceil_log2(cfg.n_max)
+        count_bits = _row_bytes_bits(cfg)
+        slot_bits = exact_log2(ROW_SLOTS)
+
+        m.submodules.fetcher = fetcher = Fetcher(cfg, addr_width=self.addr_width)
+        m.submodules.datapath = dp = QKDatapath(cfg)
+        wiring.connect(m, fetcher.axi, wiring.flipped(self.axi))
+        # ---- The head --------------------------------------------------------------------
+        active = Signal()
+        head = Signal(self.head.payload.shape())
+        n_keys, mode, alive = head.n_keys, head.mode, head.alive
+        m.d.comb += [
+            fetcher.msb_base.eq(head.msb_base),
+            fetcher.lsb_base.eq(head.lsb_base),
+            fetcher.clear.eq(self.clear),
+            self.msb_bytes.eq(fetcher.msb_bytes),
+            self.lsb_bytes.eq(fetcher.lsb_bytes),
+            dp.scale_mant.eq(head.scale_mant),
+            dp.scale_shift.eq(head.scale_shift),
+            dp.threshold.eq(head.threshold),
+        ]
+        beats = Signal(range(words + 1))            # B = ceil(N / L)
+        received = Signal(ROW_BITS)                 # queries taken into the ring
+        q_done = Signal()                           # the head's last query is in
+        next_row = Signal(ROW_BITS)                 # the next row to send (MSB pass)
+        commit = Signal(ROW_BITS)                   # the next row to leave
+        replay = Signal()                           # send commit's full-key pass next
+        epoch = Signal()                            # flips at each squash
+
+        # The Key buffer: per plane, held for the head (``loaded``) or words complete so far.
+        loaded = Array(Signal(name=f"loaded_{p}") for p in ("msb", "lsb"))
+        progress = Array(Signal(range(words + 1), name=f"progress_{p}") for p in ("msb", "lsb"))
+        fetching = Signal()
+        fetch_plane = Signal()
+        fetch_owner = Signal(slot_bits)
+
+        # ---- Queries: a ring of ROW_SLOTS rows between intake and commit -------------------
+        ring = Array(Signal(query_layout(cfg), name=f"query{s}") for s in range(ROW_SLOTS))
+        m.d.comb += self.q.ready.eq(active & ~q_done & ((received - commit)[:ROW_BITS] < ROW_SLOTS))
+        with m.If(self.q.valid & self.q.ready):
+            m.d.sync += [ring[received[:slot_bits]].eq(self.q.payload.q), received.eq(received + 1)]
+            with m.If(self.q.payload.last):
+                m.d.sync += q_done.eq(1)
+
+        # ---- Per-row bytes: what each row in flight caused to be read -----------------------
+        row_bytes = Array(Array(Signal(count_bits, name=f"row{s}_{p}_bytes") for p in ("msb", "lsb"))
+                          for s in range(ROW_SLOTS))
+
+        # ---- Pass tags: one per pass in the datapath, in order ----------------------------
+        tag = data.StructLayout({"row": unsigned(ROW_BITS), "plane": 1, "epoch": 1})
+        m.submodules.tags = tags = SyncFIFOBuffered(width=tag.size, depth=2 * ROW_SLOTS)
+        out_tag = data.View(tag, tags.r_data)
+
+        # ---- The dispatcher: one pass at a time into the datapath --------------------------
+        dispatching = Signal()                      # a pass's words are being sent
+        plane = Signal()                            # ... of this plane
+        word = Signal(range(words + 1))
+        q_valid = Signal()
+        q_payload = Signal(query_layout(cfg))
+        m.d.comb += [dp.q.valid.eq(q_valid), dp.q.payload.eq(q_payload)]
+        with m.If(dp.q.valid & dp.q.ready):
+            m.d.sync += q_valid.eq(0)
+
+        want_plane = Mux(replay, LSB, MSB)
+        want_row = Mux(replay, commit, next_row)
+        generation = mode == GENERATION
+        plane_there = loaded[want_plane] | (fetching & (fetch_plane == want_plane))
+        need_fetch = generation | ~plane_there
+        row_ok = Mux(replay, 1,
+                     (next_row != received) &
+                     Mux(generation, next_row == commit, (next_row - commit)[:ROW_BITS] < ROW_SLOTS))
+        go = (active & ~dispatching & ~q_valid & tags.w_rdy & row_ok &
+              (~need_fetch | ~fetching))
+        start_fetch = Signal()
+        m.d.comb += [
+            start_fetch.eq(go & need_fetch),
+            tags.w_en.eq(go),
+            tags.w_data.eq(Cat(want_row, want_plane, epoch)),
+        ]
+        squash = Signal()
+        with m.If(go):
+            m.d.sync += [dispatching.eq(1), plane.eq(want_plane), word.eq(0),
+                         q_valid.eq(1), q_payload.eq(ring[want_row[:slot_bits]])]
+            with m.If(replay):
+                m.d.sync += replay.eq(0)
+            with m.Else():
+                m.d.sync += next_row.eq(next_row + 1)
+                for p in (MSB, LSB):
+                    m.d.sync += row_bytes[want_row[:slot_bits]][p].eq(0)
+        with m.If(start_fetch):
+            m.d.sync += [fetching.eq(1), fetch_plane.eq(want_plane), fetch_owner.eq(want_row[:slot_bits]),
+                         loaded[want_plane].eq(0), progress[want_plane].eq(0)]
+
+        # Words into the datapath: read from both planes (registered read ports).
+        m.submodules.msb_mem = msb_mem = memory.Memory(
+            shape=data.ArrayLayout(plane_row(cfg, cfg.msb_bits, True), L), depth=words, init=[])
+        m.submodules.lsb_mem = lsb_mem = memory.Memory(
+            shape=data.ArrayLayout(plane_row(cfg, cfg.lsb_bits, False), L), depth=words, init=[])
+        msb_rd, lsb_rd = msb_mem.read_port(), lsb_mem.read_port()
+        k_valid, k_alive, k_last, k_full = Signal(), Signal(L), Signal(), Signal()
+        advance = ~k_valid | dp.i.ready
+        word_there = (loaded[MSB] | (word < progress[MSB])) & (
+            (plane == MSB) | loaded[LSB] | (word < progress[LSB]))
+        send = dispatching & advance & word_there
+        in_range = Cat(((word << lane_bits) + l) < n_keys for l in range(L))
+        m.d.comb += [
+            msb_rd.addr.eq(word), lsb_rd.addr.eq(word),
+            msb_rd.en.eq(advance), lsb_rd.en.eq(advance),
+            dp.i.valid.eq(k_valid),
+            dp.i.payload.msb.eq(msb_rd.data),
+            dp.i.payload.lsb.eq(lsb_rd.data),
+            dp.i.payload.full.eq(k_full),
+            dp.i.payload.alive.eq(k_alive),
+            dp.i.payload.last.eq(k_last),
+        ]
+        with m.If(advance):
+            m.d.sync += k_valid.eq(send)
+        with m.If(send):
+            m.d.sync += [
+                k_alive.eq(alive.word_select(word[:word_bits], L) & in_range),
+                k_last.eq(word == beats - 1),
+                k_full.eq(plane == LSB),
+                word.eq(word + 1),
+            ]
+            with m.If(word == beats - 1):
+                m.d.sync += dispatching.eq(0)
+
+        # ---- The fetch: indices of the alive keys, then rows into the Key buffer -----------
+        scan = Signal(index_bits + 1)               # next key to look at
+        scanning = Signal()
+        pending = Signal(index_bits)                # the last alive key found, not yet sent
+        pending_valid = Signal()
+        with m.If(start_fetch):
+            m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0)]
+        found = scanning & alive.bit_select(scan[:index_bits], 1)
+        # The pending index goes out once the next alive key is found (``last`` = 0) or the
+        # scan has ended (``last`` = 1).
+        m.d.comb += [
+            fetcher.i.valid.eq(pending_valid & (found | ~scanning)),
+            fetcher.i.payload.index.eq(pending),
+            fetcher.i.payload.plane.eq(fetch_plane),
+            fetcher.i.payload.last.eq(~scanning),
+        ]
+        sent = fetcher.i.valid & fetcher.i.ready
+        with m.If(sent & ~scanning):
+            m.d.sync += pending_valid.eq(0)
+        with m.If(scanning & (~found | ~pending_valid | sent)):
+            m.d.sync += scan.eq(scan + 1)
+            with m.If(found):
+                m.d.sync += [pending.eq(scan), pending_valid.eq(1)]
+            with m.If(scan + 1 == n_keys):
+                m.d.sync += scanning.eq(0)
+
+        row = fetcher.o.payload
+        row_key_bytes = Mux(row.plane == LSB, cfg.lsb_row_bytes, cfg.msb_row_bytes)
+        msb_wr = msb_mem.write_port(granularity=1)
+        lsb_wr = lsb_mem.write_port(granularity=1)
+        row_lane = row.index[:lane_bits] if lane_bits else Const(0, 1)
+        lane_en = Const(1, L) << row_lane
+        m.d.comb += [
+            fetcher.o.ready.eq(1),
+            msb_wr.addr.eq(row.index >> lane_bits), lsb_wr.addr.eq(row.index >> lane_bits),
+            msb_wr.data.eq(Cat(row.row[:cfg.head_dim * cfg.msb_bits] for _ in range(L))),
+            lsb_wr.data.eq(Cat(row.row[:cfg.head_dim * cfg.lsb_bits] for _ in range(L))),
+            msb_wr.en.eq(Mux(fetcher.o.valid & (row.plane == MSB), lane_en, 0)),
+            lsb_wr.en.eq(Mux(fetcher.o.valid & (row.plane == LSB), lane_en, 0)),
+        ]
+        with m.If(fetcher.o.valid):
+            m.d.sync += [
+                progress[row.plane].eq((row.index + 1) >> lane_bits),
+                row_bytes[fetch_owner][row.plane].eq(row_bytes[fetch_owner][row.plane] + row_key_bytes),
+            ]
+            with m.If(row.last):
+                m.d.sync += [fetching.eq(0), loaded[row.plane].eq(1)]
+
+        # ---- Out: keep the current epoch's rows, drop squashed and low-confidence passes ---
+        beat = dp.o.payload
+        in_row, keep_row = Signal(), Signal()
+        current = out_tag.epoch == epoch
+        low_confidence = current & (out_tag.plane == MSB) & beat.refetch
+        keep = Mux(in_row, keep_row, current & ~low_confidence)
+        out = self.o.payload
+        slot = out_tag.row[:slot_bits]
+        m.d.comb += [
+            self.o.valid.eq(dp.o.valid & keep),
+            dp.o.ready.eq(~keep | self.o.ready),
+            out.probs.eq(beat.probs),
+            out.alive.eq(beat.alive),
+            out.row.eq(out_tag.row),
+            out.refetched.eq(out_tag.plane == LSB),
+            out.max_prob.eq(beat.max_prob),
+            out.msb_bytes.eq(row_bytes[slot][MSB]),
+            out.lsb_bytes.eq(row_bytes[slot][LSB]),
+            out.last.eq(beat.last),
+            tags.r_en.eq(dp.o.valid & dp.o.ready & beat.last),
+            squash.eq(dp.o.valid & dp.o.ready & ~in_row & low_confidence),
+        ]
+        with m.If(dp.o.valid & dp.o.ready):
+            m.d.sync += [in_row.eq(~beat.last), keep_row.eq(keep)]
+        committed = dp.o.valid & dp.o.ready & beat.last & keep
+        with m.If(committed):
+            m.d.sync += commit.eq(commit + 1)
+        with m.If(squash):
+            m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
+
+        # ---- Heads ---------------------------------------------------------------------------
+        head_done = (active & q_done & (commit == received) & ~dispatching & ~q_valid &
+                     ~tags.r_rdy & ~fetching)
+        m.d.comb += self.head.ready.eq(~active)
+        with m.If(head_done):
+            m.d.sync += active.eq(0)
+        with m.If(self.head.valid & self.head.ready):
+            h = self.head.payload
+            m.d.sync += [
+                active.eq(1), head.eq(h),
+                beats.eq((h.n_keys + L - 1) >> lane_bits),
+                received.eq(0), q_done.eq(0), next_row.eq(0), commit.eq(0), replay.eq(0),
+                loaded[MSB].eq(0), loaded[LSB].eq(0), progress[MSB].eq(0), progress[LSB].eq(0),
+            ]
+
+        # ---- Counters --------------------------------------------------------------------------
+        with m.If(self.clear):
+            m.d.sync += [self.rows.eq(0), self.refetched.eq(0), self.squashed.eq(0), self.cycles.eq(0)]
+        with m.Else():
+            with m.If(committed):
+                m.d.sync += [self.rows.eq(self.rows + 1),
+                             self.refetched.eq(self.refetched + (out_tag.plane == LSB))]
+            with m.If(dp.o.valid & dp.o.ready & ~in_row & ~current):
+                m.d.sync += self.squashed.eq(self.squashed + 1)
+            with m.If(active):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+        return m
