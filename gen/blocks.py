@@ -57,6 +57,12 @@ class Block:
     def testbench(self):
         return load_object(self.testbench_path)
 
+    def check(self, cfg):
+        """The component's own checks beyond its Config's (``check_config``), if it has any."""
+        check = getattr(load_object(self.rtl_path), "check_config", None)
+        if check is not None:
+            check(cfg)
+
 
 @dataclasses.dataclass(frozen=True)
 class Job:
@@ -90,6 +96,10 @@ BLOCKS = {block.name: block for block in [
           "streaming array of butterfly PEs: FFT and butterfly linear layers (lanes samples/cycle, "
           "run-time N and mode)",
           bench_path="attnforge.gen.bench_butterfly:main"),
+    Block("qk", "attnforge.configs.qk:QKConfig", "attnforge.rtl.qk_block:QKBlock", "attnforge.tb.qk",
+          "SpAtten's Q/K front end: AXI4 key-plane fetcher, Key buffer, Q×K lanes, softmax, "
+          "progressive quantization",
+          bench_path="attnforge.gen.bench_qk:main"),
     Block("fnet", "attnforge.configs.butterfly:ButterflyConfig", "attnforge.rtl.butterfly.fnet:FNet",
           "attnforge.tb.butterfly:FNET_BENCH",
           "FNet mixing Re(FFT_L(FFT_D(x))): two FFT arrays chained through an on-chip transpose"),
@@ -99,6 +109,13 @@ JOBS = {job.name: job for job in [
     Job("topk", "topk", "attnforge.tb.topk:TOPK_JOB", "select the top k of each score row",
         inputs="scores (int B×N) and k (int B, or one int)",
         outputs="mask (bool B×N), cycles (int64 B), total_cycles"),
+    Job("qk", "qk", "attnforge.tb.qk:QK_JOB",
+        "attention probabilities of each query, fetching LSBs only for unconfident rows",
+        inputs="q (int B×D, 12-bit), keys (int N×D, msb_bits+lsb_bits signed), scale (float: one "
+               "unit of q·k, 1/√D included); optional alive (bool N), mode ('summarization' or "
+               "'generation'), threshold (float, default 0.1)",
+        outputs="probs (int64 B×N), prob_frac_bits, refetched (bool B), dram_bytes (int64 B), "
+                "cycles (int64 B), total_cycles"),
     Job("fft", "butterfly", "attnforge.tb.butterfly:FFT_JOB", "FFT of each row (natural order)",
         inputs="re and im (int B×N; im optional)",
         outputs="re, im (int64 B×N, natural order), scale_log2 (int64 B: out × 2**scale_log2 "
