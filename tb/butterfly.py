@@ -239,17 +239,18 @@ def _minilm_hidden(passage):
 
 # ---- host side ----------------------------------------------------------------------------
 
-def weight_writes(q_twiddle, shifts, cfg):
+def weight_writes(q_twiddle, shifts, cfg, *, chained=False):
     """The weight stream of one butterfly layer for the array (``w`` port beats, as arrays).
 
     ``q_twiddle``: Q2.F ints ``(log2N, N/2, 2, 2)``; ``shifts``: one per stage. Each pair's
     ``(a, b, c, d) = T[k, p].ravel()`` goes to the PE and address of
-    :meth:`attnforge.rtl.butterfly.schedule.ArraySchedule.weight_map`, with its stage's shift.
+    :meth:`attnforge.rtl.butterfly.schedule.ArraySchedule.weight_map`, with its stage's shift
+    (``chained``: of the chained schedule, for an array fed column to column).
     """
     from ..rtl.butterfly.schedule import ArraySchedule
     q = np.asarray(q_twiddle, dtype=np.int64)
     log2n = q.shape[0]
-    places = ArraySchedule(cfg.lanes, cfg.n_max).weight_map(log2n)
+    places = ArraySchedule(cfg.lanes, cfg.n_max, chained=chained).weight_map(log2n)
     rows = [(c, pe, addr, *q[k, p].ravel(), shifts[k])
             for k in range(log2n) for p, (c, pe, addr) in enumerate(places[k])]
     rows = np.array(rows, dtype=np.int64).reshape(-1, 8)
@@ -263,9 +264,10 @@ class Layer:
     ``scaling``: ``"batch"`` (block floating point, one exponent per stage over the batch
     ``x`` it is programmed for: :func:`attnforge.sim.butterfly.butterfly_batch_shifts`),
     ``"static"`` (worst case from the weights alone) or a sequence of per-stage shifts.
+    ``chained``: the weights go to an array fed column to column (:func:`weight_writes`).
     """
 
-    def __init__(self, twiddle, cfg, *, x=None, scaling="batch"):
+    def __init__(self, twiddle, cfg, *, x=None, scaling="batch", chained=False):
         self.twiddle = np.asarray(twiddle)
         self.n = 2 * self.twiddle.shape[1]
         self.q, self.exponents = model.quantize_weights(self.twiddle, cfg)
@@ -276,10 +278,41 @@ class Layer:
         else:
             self.shifts = [int(v) for v in scaling]
         self.scale_log2 = int(sum(self.shifts) + int(np.sum(self.exponents)))
-        self.writes = weight_writes(self.q, self.shifts, cfg)
+        self.writes = weight_writes(self.q, self.shifts, cfg, chained=chained)
 
     def model(self, x, cfg):
         return model.butterfly(x, self.twiddle, cfg, scaling=self.shifts)
+
+
+
+class FFN:
+    """A butterfly FFN as the ``bffn`` block runs it: two :class:`Layer`, one weight stream.
+
+    ``scaling``: ``"batch"`` (both layers calibrated on the batch ``x``:
+    :func:`attnforge.sim.butterfly.ffn_batch_shifts`), ``"static"``, or a pair of per-stage
+    shift sequences. ``writes`` holds layer 1's beats then layer 2's (placed by the chained
+    schedule), with ``w_layer``; ``scale_log2`` is the two layers' sum.
+    """
+
+    def __init__(self, twiddle1, twiddle2, cfg, *, x=None, scaling="batch"):
+        if isinstance(scaling, str) and scaling == "batch":
+            scaling = model.ffn_batch_shifts(np.asarray(x), twiddle1, twiddle2, cfg)
+        elif isinstance(scaling, str):
+            scaling = (scaling, scaling)
+        self.layers = (Layer(twiddle1, cfg, scaling=scaling[0]),
+                       Layer(twiddle2, cfg, scaling=scaling[1], chained=True))
+        self.n = self.layers[0].n
+        self.scale_log2 = sum(layer.scale_log2 for layer in self.layers)
+        self.writes = {name: np.concatenate([layer.writes[name] for layer in self.layers])
+                       for name in self.layers[0].writes}
+        self.writes["w_layer"] = np.concatenate(
+            [np.full(len(layer.writes["w_pe"]), k, dtype=np.int64)
+             for k, layer in enumerate(self.layers)])
+
+    def model(self, x, cfg):
+        first, second = self.layers
+        return model.ffn(x, first.twiddle, second.twiddle, cfg, scaling1=first.shifts,
+                         scaling2=second.shifts)
 
 
 def check_butterfly_inputs(x, twiddle, cfg):

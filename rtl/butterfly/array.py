@@ -79,6 +79,22 @@ transforms, where bubbles are pushed in to drain the pipeline. Inside a transfor
 pipeline stalls on a missing input beat, so every transform's beats stay contiguous, which
 the exchanges rely on. Stream handshakes exist only at the input and at the reorder
 buffer's output (and at ``w``). A change of length or mode drains the columns first.
+
+Chaining arrays column to column (``input_order``, ``output_order``)
+--------------------------------------------------------------------
+Two butterfly-linear layers in a row (the butterfly FFN, :mod:`.ffn`) need no reordering
+between them: a real transform leaves the last PE column in the final slot order
+(:meth:`.schedule.ArraySchedule.final_map`), and a second array can take exactly that order.
+
+* ``output_order="columns"``: no reorder buffer; ``o`` carries the last column's beats as
+  they leave it (:func:`input_beat`, with ``log2n`` and ``mode`` of the transform on every
+  beat), the pipeline moving only when ``o`` takes its beat. A ``hold`` input then holds the
+  array's input at the next transform boundary, as a pending weight write does.
+* ``input_order="columns"`` (``linear=1``): the input comes in that order, so the array has
+  no input bit-reversal buffer and its columns follow the chained schedule
+  (:class:`~.schedule.ArraySchedule` with ``chained=True``: one more run-time exchange, the
+  *top* column); every transform runs in real mode (an FFT ``mode`` sets ``error``). The
+  output is in natural order through its reorder buffer, like any array's.
 """
 
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
@@ -369,6 +385,9 @@ class ButterflyArray(wiring.Component):
     config : ButterflyConfig
         ``width``, ``twiddle_bits``, ``n_max`` and ``lanes`` (≥ 2) are used; ``pes`` is not
         (this streaming array always has :attr:`pes` = ``lanes/2 · log2(n_max)``).
+    input_order, output_order : {"natural", "columns"}
+        ``"columns"``: chained to another array column to column, without the input
+        bit-reversal buffer or without the reorder buffer (module docstring).
 
     Attributes
     ----------
@@ -379,6 +398,10 @@ class ButterflyArray(wiring.Component):
         The transform in natural order, ``lanes`` bins per beat, ``last`` on its final beat:
         the model's ``fft(re, im, cfg)`` (fixed scaling, ``scale_log2 = log2n``), or in real
         mode ``butterfly(re, T, cfg, scaling=shifts)`` with the written weights and shifts.
+        With ``output_order="columns"``: of :func:`input_beat`, in the last column's order.
+    hold : In(1)
+        Only with ``linear=1`` and ``output_order="columns"``: hold the input at the next
+        transform boundary (a chain's pending weight write).
     w : In(stream) of :func:`weight_beat`
         Only with ``linear=1``: butterfly-linear weights (ready only between transforms,
         with the array empty).
@@ -392,23 +415,37 @@ class ButterflyArray(wiring.Component):
         Real multipliers: ``4 · pes``.
     """
 
-    def __init__(self, config=ButterflyConfig()):
+    ORDERS = ("natural", "columns")
+
+    def __init__(self, config=ButterflyConfig(), *, input_order="natural",
+                 output_order="natural"):
         if not isinstance(config, ButterflyConfig):
             raise TypeError(f"config must be a ButterflyConfig, not {config!r}")
         if config.lanes < 2:
             raise ValueError(f"lanes={config.lanes} is out of range for the array: expected a "
                              f"power of two ≥ 2 (a column pairs two lanes of a beat)")
+        for name, order in (("input_order", input_order), ("output_order", output_order)):
+            if order not in self.ORDERS:
+                raise ValueError(f"{name}={order!r}: expected one of {self.ORDERS}")
+        if input_order == "columns" and not config.linear:
+            raise ValueError("input_order='columns' takes butterfly-linear transforms: "
+                             "it needs linear=1")
         self.config = config
-        self.schedule = ArraySchedule(config.lanes, config.n_max)
+        self.input_order, self.output_order = input_order, output_order
+        self.schedule = ArraySchedule(config.lanes, config.n_max,
+                                      chained=input_order == "columns")
         self.pes = config.lanes // 2 * config.stages_max
         self.multipliers = config.MULTIPLIERS_PER_PE * self.pes
+        out_beat = output_beat(config) if output_order == "natural" else input_beat(config)
         ports = {
             "i": In(stream.Signature(input_beat(config))),
-            "o": Out(stream.Signature(output_beat(config))),
+            "o": Out(stream.Signature(out_beat)),
             "error": Out(1),
         }
         if config.linear:
             ports["w"] = In(stream.Signature(weight_beat(config)))
+            if output_order == "columns":
+                ports["hold"] = In(1)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -425,16 +462,19 @@ class ButterflyArray(wiring.Component):
         beat = head
         for c, col in enumerate(sched.columns):
             if col.delay:
-                variable = col.kind == "return"
+                variable = col.kind != "time"
                 xch = _Exchange(cfg, col.delay, variable=variable)
                 m.submodules[f"xch{c}"] = xch
                 m.d.comb += [xch.en.eq(en), xch.i.eq(beat)]
                 if variable:
-                    m.d.comb += [
-                        xch.clear.eq(new_length),
-                        xch.active.eq(cur_log2n > p),
-                        xch.delay.eq(Const(1) << (cur_log2n - p - 1)[:max(lmax - p, 1)]),
-                    ]
+                    # the time slot of the plan's exchange for the length (2**slot beats)
+                    m.d.comb += xch.clear.eq(new_length)
+                    with m.Switch(cur_log2n):
+                        for log2n in sched.log2n_range:
+                            slot = sched.plan(log2n)[c].exchange
+                            with m.Case(log2n):
+                                m.d.comb += [xch.active.eq(slot is not None),
+                                             xch.delay.eq(0 if slot is None else 1 << slot)]
                 else:
                     m.d.comb += xch.active.eq(cur_log2n >= lmax - c)
                 beat = xch.o
@@ -450,16 +490,30 @@ class ButterflyArray(wiring.Component):
             beat = column.o
         tail = beat
 
-        # -- the reorder buffer ---------------------------------------------------------------
-        m.submodules.reorder = rob = ReorderBuffer(cfg, sched)
-        wiring.connect(m, wiring.flipped(self.o), rob.o)
-        m.d.comb += [
-            rob.w_en.eq(en & tail.valid),
-            rob.w.data.eq(tail.data),
-            rob.w.first.eq(tail.first),
-            rob.w.last.eq(tail.last),
-            rob.w_log2n.eq(cur_log2n),
-        ]
+        # -- the reorder buffer, or the last column's beats straight out ---------------------
+        move = Signal()                                 # the pipeline moves if there is room
+        tail_free = Signal()                            # the last column's beat can leave
+        if self.output_order == "natural":
+            m.submodules.reorder = rob = ReorderBuffer(cfg, sched)
+            wiring.connect(m, wiring.flipped(self.o), rob.o)
+            m.d.comb += [
+                rob.w_en.eq(en & tail.valid),
+                rob.w.data.eq(tail.data),
+                rob.w.first.eq(tail.first),
+                rob.w.last.eq(tail.last),
+                rob.w_log2n.eq(cur_log2n),
+                tail_free.eq(rob.w_ready),
+            ]
+        else:
+            # valid only while the pipeline would move, so a taken beat always leaves
+            m.d.comb += [
+                self.o.valid.eq(tail.valid & move),
+                self.o.payload.data.eq(tail.data),
+                self.o.payload.log2n.eq(cur_log2n),
+                self.o.payload.mode.eq(Mux(cur_real, Mode.REAL, Mode.FFT)),
+                self.o.payload.last.eq(tail.last),
+                tail_free.eq(self.o.ready),
+            ]
 
         # -- the front: frames as the user sends them ------------------------------------------
         # Counts each transform's beats (``last`` and ``log2n`` are checked here), sends FFT
@@ -507,10 +561,22 @@ class ButterflyArray(wiring.Component):
         in_flight = Signal(range(2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 9))
         hold = Signal()                             # weights waiting: no new transform
         if cfg.linear:
+            m.d.comb += hold.eq(self.w.valid | (self.hold if self.output_order == "columns" else 0))
+        if self.input_order == "columns":
+            # already in the columns' order: straight in, every transform real
+            held = f_boundary & hold
+            m.d.comb += [
+                self.w.ready.eq(f_boundary & (in_flight == 0)),
+                c_valid.eq(self.i.valid & ~held),
+                c_data.eq(inp.data),
+                c_log2n.eq(f_log2n),
+                c_real.eq(1),
+                self.i.ready.eq(~held & c_ready),
+            ]
+        elif cfg.linear:
             m.submodules.bitrev = rev = ReorderBuffer(cfg, BitReverseSchedule(P, cfg.n_max))
             w_ready = f_boundary & rev.idle & (in_flight == 0)
             m.d.comb += [
-                hold.eq(self.w.valid),
                 self.w.ready.eq(w_ready),
                 rev.w_en.eq(self.i.valid & f_real & rev.w_ready & ~(f_boundary & hold)),
                 rev.w.data.eq(inp.data),
@@ -539,7 +605,12 @@ class ButterflyArray(wiring.Component):
                 m.d.sync += [f_log2n_reg.eq(log2n_in), f_real_reg.eq(real_in),
                              f_end.eq(in_end)]
             m.d.sync += f_beat.eq(Mux(f_ends, 0, f_beat + 1))
-            bad_mode = (inp.mode == Mode.REAL) if not cfg.linear else Const(0, 1)
+            if not cfg.linear:
+                bad_mode = inp.mode == Mode.REAL
+            elif self.input_order == "columns":
+                bad_mode = inp.mode != Mode.REAL
+            else:
+                bad_mode = Const(0, 1)
             with m.If((inp.last != f_ends) | (f_boundary & (bad_log2n | bad_mode))):
                 m.d.sync += self.error.eq(1)
 
@@ -552,9 +623,10 @@ class ButterflyArray(wiring.Component):
                              & (in_flight != 0))
         room = Signal()
         m.d.comb += [
-            room.eq(~tail.valid | rob.w_ready),
+            room.eq(~tail.valid | tail_free),
             c_ready.eq(room & ~drain),
-            en.eq(room & (c_valid | boundary)),
+            move.eq(c_valid | boundary),
+            en.eq(room & move),
         ]
         accept = c_valid & c_ready
         m.d.comb += new_length.eq(accept & boundary & ((c_log2n != cur_log2n) | (c_real != cur_real)))

@@ -40,6 +40,27 @@ Columns (fixed at elaboration for ``n_max = 2**Lmax``):
 ``log2(n_max)`` PE columns in all, ``lanes/2`` PEs each. The output leaves in the order of
 the final slot map (:meth:`ArraySchedule.final_map`); the reorder buffer brings it to
 natural order.
+
+Chained schedule (``chained=True``)
+-----------------------------------
+A second array fed straight from the first array's last PE column (the butterfly FFN,
+:mod:`.ffn`) receives each butterfly-linear transform in that column's order: the first
+array's final slot map, lanes unchanged and the time slots rotated (time slot ``t`` holds
+x-bit ``p+1+t``, the top one x-bit ``p``, for ``N ≥ 4·lanes``). Its columns are laid out for
+that input (``n_max ≥ 4·lanes``; smaller arrays have an identity final map, and the chained
+schedule is the plain one):
+
+1. ``Lmax - p - 1`` time columns ``c``: exchange time slot ``Lmax-2-p-c`` (``D = n_max /
+   (4·lanes) / 2**c``), used by transforms with ``c ≥ Lmax - L``;
+2. a **top column**: exchange time slot ``L-1-p`` (``D = N / (2·lanes)``, run time), which
+   holds x-bit ``p``; used when ``N > lanes``;
+3. the return column: exchange the time slot the first active exchange evicted x-bit ``p-1``
+   into (``D = N / (4·lanes)``, or 1 when ``N = 2·lanes``);
+4. the ``p - 1`` lane columns.
+
+Every column still runs the stage its x-bit demands (``b = L-1-k``), so the second array's
+weights, shifts and reorder buffer follow from the same plan; the sample at the input slots
+holding x-bits ``x`` is the first array's output at model position ``Σ x-bit(L-1-q)·2**q``.
 """
 
 import dataclasses
@@ -54,12 +75,12 @@ class Column:
     Attributes
     ----------
     kind : str
-        ``"time"``, ``"return"`` or ``"lane"``.
+        ``"time"``, ``"top"`` (chained schedule only), ``"return"`` or ``"lane"``.
     lane_bit : int
         Its PEs pair the lanes ``l`` and ``l | 2**lane_bit`` (``l`` with that bit clear).
     delay : int
-        The exchange's delay in beats: fixed for a time column, the largest one for the
-        return column (its actual delay is chosen at run time), 0 for a lane column.
+        The exchange's delay in beats: fixed for a time column, the largest one for the top
+        and return columns (their actual delay is chosen at run time), 0 for a lane column.
     kmax : int
         The largest FFT stage index the column runs (over every ``N``): its twiddle ROM
         holds ``W_{2**(kmax+1)}**m``, ``m < 2**kmax``.
@@ -106,9 +127,17 @@ class ArraySchedule:
         Samples per beat, a power of two ≥ 2.
     n_max : int
         Longest transform, a power of two ≥ ``lanes``.
+    chained : bool
+        Lay the columns out for input in another array's final slot order (module
+        docstring). Ignored (the plain schedule) when ``n_max < 4·lanes``.
+
+    Attributes
+    ----------
+    chained : bool
+        The chained layout is in use.
     """
 
-    def __init__(self, lanes, n_max):
+    def __init__(self, lanes, n_max, *, chained=False):
         if lanes < 2 or lanes & (lanes - 1):
             raise ValueError(f"lanes={lanes} is out of range: expected a power of two ≥ 2")
         if n_max < lanes or n_max & (n_max - 1):
@@ -118,10 +147,14 @@ class ArraySchedule:
         self.n_max = n_max
         self.p = p = lanes.bit_length() - 1
         self.log2n_max = lmax = n_max.bit_length() - 1
+        self.chained = chained = chained and lmax >= p + 2
         cols = []
-        for c in range(lmax - p):
-            cols.append(Column("time", p - 1, 1 << (lmax - 1 - p - c), c))
-        cols.append(Column("return", p - 1, (1 << (lmax - 1 - p)) if lmax > p else 0, lmax - p))
+        top = lmax - 1 - p - chained                    # the first time column's slot
+        for c in range(top + 1):
+            cols.append(Column("time", p - 1, 1 << (top - c), c))
+        if chained:
+            cols.append(Column("top", p - 1, 1 << (lmax - 1 - p), lmax - 1 - p))
+        cols.append(Column("return", p - 1, (1 << top) if lmax > p else 0, lmax - p))
         for m in range(p - 2, -1, -1):
             cols.append(Column("lane", m, 0, lmax - 1 - m))
         self.columns = tuple(cols)
@@ -145,27 +178,37 @@ class ArraySchedule:
         ``log2n - 1 - q``."""
         return self._finals[log2n]
 
+    def input_map(self, log2n):
+        """The slot map the columns receive: ``(lane_slots, time_slots)``, the x-bit each holds.
+
+        The identity (lane slot ``m`` holds x-bit ``m``, time slot ``t`` x-bit ``p + t``), or
+        with ``chained`` the plain schedule's final map."""
+        p = self.p
+        if self.chained:
+            return ArraySchedule(self.lanes, self.n_max).final_map(log2n)
+        return tuple(range(p)), tuple(p + t for t in range(log2n - p))
+
     def _plan(self, log2n):
         p, lmax = self.p, self.log2n_max
-        lane = list(range(p))
-        time = [p + t for t in range(log2n - p)]
+        lane, time = (list(v) for v in self.input_map(log2n))
         plans = []
         stage = 0
         for c, col in enumerate(self.columns):
+            b = log2n - 1 - stage
             if col.kind == "time":
                 active = c >= lmax - log2n
-                exchange = lmax - 1 - p - c if active else None
-            elif col.kind == "return":
-                active = True
-                exchange = log2n - 1 - p if log2n > p else None
             else:
-                active, exchange = True, None
+                active = col.kind != "top" or log2n > p
+            exchange = None
+            if active and col.kind != "lane" and lane[p - 1] != b:
+                # the time slot holding the stage's x-bit (a time column's is fixed)
+                exchange = time.index(b)
+                assert col.kind != "time" or col.delay == 1 << exchange, (log2n, c, time)
             if not active:
                 plans.append(ColumnPlan(False, None, 0, (None,) * col.kmax))
                 continue
             if exchange is not None:
                 time[exchange], lane[p - 1] = lane[p - 1], time[exchange]
-            b = log2n - 1 - stage
             assert lane[col.lane_bit] == b, (log2n, c, lane, time)
             assert stage <= col.kmax
             where = {x: ("lane", m) for m, x in enumerate(lane)}

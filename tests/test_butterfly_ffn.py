@@ -1,0 +1,139 @@
+# amaranth: UnusedElaboratable=no
+"""The butterfly FFN (rtl/butterfly/ffn.py) in Amaranth's simulator, bit for bit against
+sim/butterfly.ffn; and the chained schedule its second array runs.
+
+Weights first through the one weight stream (with gaps), then rows back to back with random
+valid gaps and ready backpressure. The generated Verilog is tested under cocotb in
+tests/test_butterfly_rtl.py.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from attnforge.configs.butterfly import ButterflyConfig
+from attnforge.rtl.butterfly.ffn import ButterflyFFN
+from attnforge.rtl.butterfly.schedule import ArraySchedule
+from attnforge.sim import butterfly as B
+from attnforge.tb.butterfly import FFN, random_twiddle
+
+CFG = ButterflyConfig(width=16, twiddle_bits=16, n_max=32, lanes=4)
+
+
+def _run(cfg, ffn, rows, *, seed=0, gap=0.0, stall=0.0):
+    """Write ``ffn``'s weights, stream ``rows`` (int B×N); return the output rows, the cycle
+    of each row's first input and last output handshake, and the error flag."""
+    dut = ButterflyFFN(cfg)
+    P, n = cfg.lanes, rows.shape[1]
+    rng = random.Random(seed)
+    writes = ffn.writes
+    total = rows.size // P
+    outs, cur, stamps = [], [], {"first_in": [], "last_out": []}
+
+    async def producer(ctx):
+        for k in range(len(writes["w_pe"])):
+            while gap and rng.random() < gap:
+                ctx.set(dut.w.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.w.payload, {
+                "layer": int(writes["w_layer"][k]), "column": int(writes["w_column"][k]),
+                "pe": int(writes["w_pe"][k]), "addr": int(writes["w_addr"][k]),
+                "coef": [int(v) for v in writes["w_coef"][k]],
+                "shift": int(writes["w_shift"][k])})
+            ctx.set(dut.w.valid, 1)
+            await ctx.tick().until(dut.w.ready)
+        ctx.set(dut.w.valid, 0)
+        for row in rows:
+            for t in range(n // P):
+                while gap and rng.random() < gap:
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i.payload, {"data": [int(v) for v in row[t * P:(t + 1) * P]],
+                                        "log2n": n.bit_length() - 1,
+                                        "last": int(t == n // P - 1)})
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        got, cycle, in_beat = 0, 0, 0
+        limit = 60 * total + 80 * cfg.n_max // P + 2000
+        while got < total:
+            ready = int(not stall or rng.random() >= stall)
+            ctx.set(dut.o.ready, ready)
+            _, _, iv, ir, ov, out = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.payload)
+            if iv and ir:
+                if in_beat == 0:
+                    stamps["first_in"].append(cycle)
+                in_beat = (in_beat + 1) % (n // P)
+            if ov and ready:
+                got += 1
+                cur.extend(out.data[l] for l in range(P))
+                if out.last:
+                    outs.append(np.array(cur))
+                    stamps["last_out"].append(cycle)
+                    cur.clear()
+            cycle += 1
+            assert cycle < limit, f"the FFN stopped producing ({got} of {total} beats)"
+        stamps["error"] = ctx.get(dut.error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return outs, stamps
+
+
+def _check(cfg, ffn, rows, outs, stamps):
+    assert stamps["error"] == 0
+    want, scale = ffn.model(rows, cfg)
+    assert len(outs) == len(rows)
+    for r, (got, exp) in enumerate(zip(outs, want)):
+        bad = np.flatnonzero(got != exp)
+        assert bad.size == 0, (f"row {r}: {bad.size} outputs differ, first {bad[:8].tolist()}: "
+                               f"rtl {got[bad[:4]].tolist()} model {exp[bad[:4]].tolist()}")
+    assert np.all(scale == ffn.scale_log2)
+
+
+@pytest.mark.parametrize("lanes,n_max,n", [(4, 32, 32), (4, 32, 16), (2, 16, 16), (4, 64, 64),
+                                           (8, 32, 32), (4, 32, 8), (4, 32, 4)])
+def test_ffn_matches_model_with_gaps_and_backpressure(lanes, n_max, n):
+    cfg = ButterflyConfig(width=16, twiddle_bits=16, n_max=n_max, lanes=lanes)
+    rng = np.random.default_rng([lanes, n_max, n])
+    rows = rng.integers(cfg.data_min, cfg.data_max + 1, (5, n))
+    rows[1] = rng.choice([cfg.data_min, cfg.data_max, 0, -1, 1], n)
+    ffn = FFN(random_twiddle(n, rng), random_twiddle(n, rng), cfg, x=rows)
+    outs, stamps = _run(cfg, ffn, rows, seed=n, gap=0.3, stall=0.3)
+    _check(cfg, ffn, rows, outs, stamps)
+
+
+def test_ffn_full_rate_streams_at_the_input_rate():
+    """Rows back to back at full rate: one row per N/lanes cycles in steady state."""
+    cfg, n = CFG, 32
+    rng = np.random.default_rng(3)
+    rows = rng.integers(cfg.data_min, cfg.data_max + 1, (6, n))
+    ffn = FFN(random_twiddle(n, rng), random_twiddle(n, rng), cfg, x=rows)
+    outs, stamps = _run(cfg, ffn, rows)
+    _check(cfg, ffn, rows, outs, stamps)
+    spacing = np.diff(stamps["last_out"])
+    print(f"\nFFN N={n} lanes={cfg.lanes}: latency "
+          f"{stamps['last_out'][0] - stamps['first_in'][0] + 1}, spacing {spacing.tolist()}")
+    assert np.all(spacing == n // cfg.lanes)
+
+
+def test_chained_schedule_takes_the_plain_final_order():
+    """The chained array's columns start from the plain array's final slot map and run every
+    stage; below 4·lanes the two schedules are the same."""
+    for lanes, n_max in ((2, 16), (4, 32), (4, 128), (8, 1024)):
+        plain, chained = ArraySchedule(lanes, n_max), ArraySchedule(lanes, n_max, chained=True)
+        assert chained.chained and len(chained.columns) == plain.log2n_max
+        assert [c.kind for c in chained.columns].count("top") == 1
+        for log2n in chained.log2n_range:
+            assert chained.input_map(log2n) == plain.final_map(log2n)
+            assert sorted(p.stage for p in chained.plan(log2n) if p.active) == list(range(log2n))
+    small = ArraySchedule(4, 8, chained=True)
+    assert not small.chained and small.columns == ArraySchedule(4, 8).columns
