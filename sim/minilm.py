@@ -40,6 +40,7 @@ __all__ = [
     "forward",
     "load_model",
     "quantize_symmetric",
+    "qk_head",
     "score_rows",
     "tokenize",
 ]
@@ -550,6 +551,32 @@ def quantize_symmetric(x: np.ndarray, bits: int, axis: int | None = None
     if axis is None:
         return q, float(scale)
     return q, scale
+
+
+def qk_head(layer: int, head: int, key_bits: int, passage: int = 0
+            ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Q and K of one attention head, quantized as SpAtten's front end takes them.
+
+    Q to 12-bit and K to ``key_bits``-bit signed integers, each with one symmetric scale
+    per head (:func:`quantize_symmetric`); ``scale`` is the real value of one unit of the
+    integer ``q·k``, ``1/√32`` included, so ``softmax(scale · q·kᵀ)`` approximates the
+    model's attention probabilities.
+
+    Returns
+    -------
+    q : numpy.ndarray
+        int64 ``(L, 32)``, the queries.
+    k : numpy.ndarray
+        int64 ``(L, 32)``, the keys.
+    scale : float
+    """
+    if not 0 <= layer < NUM_LAYERS or not 0 <= head < NUM_HEADS:
+        raise ValueError(f"layer must be in [0, {NUM_LAYERS}) and head in [0, {NUM_HEADS}), "
+                         f"got {layer}, {head}")
+    trace = _passage_trace(passage)
+    q, sq = quantize_symmetric(trace.q[layer][head], 12)
+    k, sk = quantize_symmetric(trace.k[layer][head], key_bits)
+    return q, k, sq * sk / math.sqrt(HEAD_DIM)
 
 
 def score_rows(width: int, n: int | None = None, layer: int = 2, passage: int = 0,
