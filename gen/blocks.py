@@ -103,6 +103,9 @@ BLOCKS = {block.name: block for block in [
     Block("fnet", "attnforge.configs.butterfly:ButterflyConfig", "attnforge.rtl.butterfly.fnet:FNet",
           "attnforge.tb.butterfly:FNET_BENCH",
           "FNet mixing Re(FFT_L(FFT_D(x))): two FFT arrays chained through an on-chip transpose"),
+    Block("bffn", "attnforge.configs.butterfly:ButterflyConfig",
+          "attnforge.rtl.butterfly.ffn:ButterflyFFN", "attnforge.tb.butterfly:FFN_BENCH",
+          "butterfly FFN: two butterfly-linear arrays chained column to column, ReLU between"),
 ]}
 
 JOBS = {job.name: job for job in [
@@ -129,6 +132,11 @@ JOBS = {job.name: job for job in [
         inputs="x (int L×D, or B×L×D)",
         outputs="y (int64 L×D: y × 2**scale_log2 ≈ Re(FFT_L(FFT_D(x)))), scale_log2, cycles, "
                 "total_cycles"),
+    Job("bffn", "bffn", "attnforge.tb.butterfly:BFFN_JOB",
+        "a butterfly FFN (layer, ReLU, layer; learned weights) on each row",
+        inputs="x (int B×N), twiddle1 and twiddle2 (float log2N×N/2×2×2, stage s with stride 2**s)",
+        outputs="y (int64 B×N), scale_log2 (int64 B: y × 2**scale_log2 ≈ relu(x @ B1.T) @ B2.T), "
+                "cycles (int64 B), total_cycles"),
 ]}
 
 

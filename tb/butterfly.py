@@ -10,6 +10,10 @@ cycle. The host side turns that into transforms and cycle counts:
   :func:`attnforge.sim.butterfly.fft_array_cycles` exactly.
 * :func:`regression`: one seed of ``attnforge verify butterfly``.
 * :data:`FFT_JOB`: ``attnforge run fft``.
+* the butterfly FFN (block ``bffn``, :func:`bffn_job`): :class:`FFN` (both layers' weights,
+  calibrated shifts and weight stream), :func:`simulate_bffn` / :func:`compare_bffn`
+  (bit for bit against :func:`attnforge.sim.butterfly.ffn`), :data:`FFN_BENCH` (``attnforge
+  verify bffn``) and :data:`BFFN_JOB` (``attnforge run bffn``).
 
 A complex sample is one ``2·width``-bit element of the payload's ``data`` array, ``re`` in
 the low half (the manifest lists ``data`` as ``lanes`` elements of ``2·width`` bits).
@@ -29,7 +33,9 @@ __all__ = ["check_fft_batch", "check_butterfly_inputs", "fft_vectors", "fft_regr
            "mixed_regression_batch", "minilm_fft_rows", "random_twiddle", "weight_writes", "Layer",
            "simulate", "simulate_fft", "simulate_butterfly", "compare", "compare_fft",
            "regression", "FFT_JOB", "BUTTERFLY_JOB", "check_fnet_frames", "simulate_fnet",
-           "compare_fnet", "fnet_regression_frames", "FNET_BENCH", "FNET_JOB"]
+           "compare_fnet", "fnet_regression_frames", "FNET_BENCH", "FNET_JOB", "FFN",
+           "linear_rows", "simulate_bffn", "compare_bffn", "ffn_regression_rows", "FFN_BENCH",
+           "BFFN_JOB"]
 
 
 # ---- the cocotb test ----------------------------------------------------------------------
@@ -64,34 +70,12 @@ async def butterfly_job(dut):
             beats.append({"data": _pack_complex(re[span], im[span], width),
                           "log2n": n.bit_length() - 1, "mode": mode,
                           "last": int(beat == n_beats - 1)})
-    source = StreamSource(dut, "i", dut.clk, bench.counter, bench.payload("i"),
-                          rate=bench.rate("in_rate"), rng=bench.rng)
-    sink = StreamSink(dut, "o", dut.clk, bench.counter, bench.payload("o"),
-                      rate=bench.rate("out_rate"), rng=bench.rng)
-    if hasattr(dut, "w__valid"):
-        dut.w__valid.value = 0
-    if "w_column" in job:
-        # Weights first (through their own stream, with gaps), then the transforms.
-        writes = [{"column": int(c), "pe": int(pe), "addr": int(a),
-                   "coef": [int(v) for v in coef], "shift": int(sh)}
-                  for c, pe, a, coef, sh in zip(job["w_column"], job["w_pe"], job["w_addr"],
-                                                job["w_coef"], job["w_shift"])]
-        loader = StreamSource(dut, "w", dut.clk, bench.counter, bench.payload("w"),
-                              rate=bench.rate("in_rate"), rng=bench.rng)
-        await loader.send(writes)
-    cocotb.start_soon(source.send(beats))
-    ends = len(lengths)
-    await sink.recv(lambda got: sum(beat["last"] for beat in got) >= ends)
-    out = sink.beats
+    source, sink = _stream_ends(bench)
+    await _write_weights(bench)
+    out = await _stream(bench, source, sink, beats, len(lengths))
     words = [word for beat in out for word in beat["data"]]
     re, im = _unpack_complex(words, width)
-    bench.save(
-        in_cycles=np.array(source.accepted, dtype=np.int64),
-        out_cycles=np.array(sink.cycles, dtype=np.int64),
-        re=np.array(re, dtype=np.int64), im=np.array(im, dtype=np.int64),
-        last=np.array([beat["last"] for beat in out], dtype=np.int64),
-        error=np.int64(int(dut.error.value)),
-    )
+    _save(bench, source, sink, re=np.array(re, dtype=np.int64), im=np.array(im, dtype=np.int64))
 
 
 @cocotb.test()
@@ -109,20 +93,71 @@ async def fnet_job(dut):
             beats.append({"data": frame[beat * lanes:(beat + 1) * lanes].tolist(),
                           "log2l": l.bit_length() - 1, "log2d": d.bit_length() - 1,
                           "last": int(beat == count - 1)})
+    source, sink = _stream_ends(bench)
+    out = await _stream(bench, source, sink, beats, len(shapes))
+    _save(bench, source, sink, y=np.array([v for beat in out for v in beat["data"]],
+                                          dtype=np.int64))
+
+
+@cocotb.test()
+async def bffn_job(dut):
+    """The butterfly FFN: both layers' weights through ``w``, then the rows of ``x``."""
+    bench = await start(dut)
+    job = bench.job
+    lanes = int(bench.manifest["parameters"]["lanes"])
+    n = int(job["n"])
+    rows = job["x"].reshape(-1, n)
+    count = n // lanes
+    beats = [{"data": row[t * lanes:(t + 1) * lanes].tolist(), "log2n": n.bit_length() - 1,
+              "last": int(t == count - 1)} for row in rows for t in range(count)]
+    source, sink = _stream_ends(bench)
+    await _write_weights(bench)
+    out = await _stream(bench, source, sink, beats, len(rows))
+    _save(bench, source, sink, y=np.array([v for beat in out for v in beat["data"]],
+                                          dtype=np.int64))
+
+
+def _stream_ends(bench):
+    """The source of ``i`` and the sink of ``o``, at the job's rates (idle until used)."""
+    dut = bench.dut
     source = StreamSource(dut, "i", dut.clk, bench.counter, bench.payload("i"),
                           rate=bench.rate("in_rate"), rng=bench.rng)
     sink = StreamSink(dut, "o", dut.clk, bench.counter, bench.payload("o"),
                       rate=bench.rate("out_rate"), rng=bench.rng)
+    return source, sink
+
+
+async def _write_weights(bench):
+    """The job's weight writes (``w_*`` arrays, ``w_layer`` for the FFN) through ``w``, with
+    gaps at the input rate; nothing when the job has none."""
+    dut, job = bench.dut, bench.job
+    if hasattr(dut, "w__valid"):
+        dut.w__valid.value = 0
+    if "w_column" not in job:
+        return
+    layers = job.get("w_layer", np.zeros(len(job["w_pe"]), dtype=np.int64))
+    writes = [{"layer": int(layer), "column": int(c), "pe": int(pe), "addr": int(a),
+               "coef": [int(v) for v in coef], "shift": int(sh)}
+              for layer, c, pe, a, coef, sh in zip(layers, job["w_column"], job["w_pe"],
+                                                   job["w_addr"], job["w_coef"], job["w_shift"])]
+    loader = StreamSource(dut, "w", dut.clk, bench.counter, bench.payload("w"),
+                          rate=bench.rate("in_rate"), rng=bench.rng)
+    await loader.send(writes)
+
+
+async def _stream(bench, source, sink, beats, ends):
+    """Send ``beats`` and collect output beats until ``ends`` of them carry ``last``."""
     cocotb.start_soon(source.send(beats))
-    await sink.recv(lambda got: sum(beat["last"] for beat in got) >= len(shapes))
-    out = sink.beats
-    bench.save(
-        in_cycles=np.array(source.accepted, dtype=np.int64),
-        out_cycles=np.array(sink.cycles, dtype=np.int64),
-        y=np.array([v for beat in out for v in beat["data"]], dtype=np.int64),
-        last=np.array([beat["last"] for beat in out], dtype=np.int64),
-        error=np.int64(int(dut.error.value)),
-    )
+    await sink.recv(lambda got: sum(beat["last"] for beat in got) >= ends)
+    return sink.beats
+
+
+def _save(bench, source, sink, **arrays):
+    """The result: handshake cycles of every beat, the ``last`` flags, the error flag, ``arrays``."""
+    bench.save(in_cycles=np.array(source.accepted, dtype=np.int64),
+               out_cycles=np.array(sink.cycles, dtype=np.int64),
+               last=np.array([beat["last"] for beat in sink.beats], dtype=np.int64),
+               error=np.int64(int(bench.dut.error.value)), **arrays)
 
 
 # ---- inputs -------------------------------------------------------------------------------
@@ -373,19 +408,7 @@ def simulate(re, im, cfg=ButterflyConfig(), *, modes=None, layer=None, sim="veri
     result = run_job(sv, "butterfly", "attnforge.tb.butterfly", job, testcase="butterfly_job",
                      sim=sim, manifest=manifest, build_root=build_root, waves=waves,
                      progress=progress)
-    batch = len(re_list)
-    beats = lengths // cfg.lanes
-    first_beats = np.concatenate([[0], np.cumsum(beats)[:-1]])
-    first_in = result["in_cycles"][first_beats]
-    ends = np.flatnonzero(result["last"])
-    if len(ends) != batch:
-        raise AssertionError(f"expected {batch} transforms out, saw {len(ends)} last beats")
-    expected_ends = np.cumsum(beats) - 1
-    if not np.array_equal(ends, expected_ends):
-        bad = int(np.flatnonzero(ends != expected_ends)[0])
-        raise AssertionError(f"transform {bad} (N={lengths[bad]}): last beat is output beat "
-                             f"{ends[bad]}, expected {expected_ends[bad]}")
-    last_out = result["out_cycles"][ends]
+    first_in, last_out = _handshake_times(result, lengths // cfg.lanes, "transform")
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     out_re = [result["re"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     out_im = [result["im"][a:b] for a, b in zip(bounds[:-1], bounds[1:])]
@@ -396,6 +419,22 @@ def simulate(re, im, cfg=ButterflyConfig(), *, modes=None, layer=None, sim="veri
     return {"re": out_re, "im": out_im, "scale_log2": scale,
             "cycles": last_out - first_in + 1, "total_cycles": int(last_out[-1] - first_in[0] + 1),
             "first_in": first_in, "last_out": last_out, "error": int(result["error"])}
+
+
+def _handshake_times(result, beats, what):
+    """Cycles of each vector's first input and last output handshake, ``beats[i]`` beats each.
+
+    Raises AssertionError when the output's ``last`` flags do not end the vectors there."""
+    ends = np.flatnonzero(result["last"])
+    expected = np.cumsum(beats) - 1
+    if len(ends) != len(expected):
+        raise AssertionError(f"expected {len(expected)} {what}s out, saw {len(ends)} last beats")
+    if not np.array_equal(ends, expected):
+        bad = int(np.flatnonzero(ends != expected)[0])
+        raise AssertionError(f"{what} {bad}: last beat is output beat {ends[bad]}, expected "
+                             f"{expected[bad]}")
+    first_in = result["in_cycles"][np.concatenate([[0], expected[:-1] + 1])]
+    return first_in, result["out_cycles"][ends]
 
 
 def simulate_fft(re, im, cfg=ButterflyConfig(), **options):
@@ -493,14 +532,25 @@ def regression(cfg, seed, *, sim, build_root=None):
     return summary
 
 
-def _labelled(kinds, check, *args, **kwargs):
+def _labelled(kinds, check, *args, what="transform", **kwargs):
+    """Run a ``compare…`` check; a failure about ``<what> <index>`` gets that input's kind."""
     try:
         check(*args, **kwargs)
     except AssertionError as exc:
         message = str(exc)
-        if message.startswith("transform "):
+        if message.startswith(f"{what} "):
             message = f"{message} [{kinds[int(message.split()[1])]}]"
         raise AssertionError(message) from None
+
+
+def linear_rows(cfg, n, rng):
+    """Named inputs of a butterfly layer (length ``n``): random full and half scale, extremes,
+    tiny ±1, DC at the limit, zeros."""
+    lo, hi = cfg.data_min, cfg.data_max
+    return {"random": rng.integers(lo, hi + 1, n), "extremes": rng.choice([lo, hi, 0, -1, 1], n),
+            "tiny": rng.integers(-1, 2, n), "dc_max": np.full(n, hi),
+            "random_half": rng.integers(lo // 2, hi // 2 + 1, n),
+            "zeros": np.zeros(n, dtype=np.int64)}
 
 
 def mixed_regression_batch(cfg, seed):
@@ -508,10 +558,7 @@ def mixed_regression_batch(cfg, seed):
     lengths. Returns ``(re, im, modes, kinds, layer)``."""
     rng = np.random.default_rng([seed, 7, cfg.width, cfg.n_max, cfg.lanes])
     n = cfg.n_max if seed % 2 == 0 or cfg.n_max // 2 < _min_length(cfg) else cfg.n_max // 2
-    lo, hi = cfg.data_min, cfg.data_max
-    xs = {"random": rng.integers(lo, hi + 1, n), "extremes": rng.choice([lo, hi, 0, -1, 1], n),
-          "tiny": rng.integers(-1, 2, n), "dc_max": np.full(n, hi),
-          "random_half": rng.integers(lo // 2, hi // 2 + 1, n), "zeros": np.zeros(n, dtype=np.int64)}
+    xs = linear_rows(cfg, n, rng)
     layer = Layer(random_twiddle(n, rng), cfg, x=np.stack(list(xs.values())))
     items = [(f"butterfly-{kind}", x, np.zeros(n, dtype=np.int64), model.MODE_REAL)
              for kind, x in xs.items()]
@@ -523,6 +570,37 @@ def mixed_regression_batch(cfg, seed):
     return ([it[1] for it in items], [it[2] for it in items],
             np.array([it[3] for it in items], dtype=np.int64), [it[0] for it in items], layer)
 
+
+
+def _mismatch(check, *args, **kwargs):
+    """Run a ``compare…`` check; return its message if it fails, else None (for a job's
+    result, which reports a mismatch instead of raising)."""
+    try:
+        check(*args, **kwargs)
+    except AssertionError as exc:
+        return str(exc)
+    return None
+
+
+def _require(arrays, names, expected):
+    """Raise ValueError naming the missing input arrays, what was expected and what was found."""
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"no {' or '.join(missing)} array (expected {expected}; found "
+                         f"{', '.join(arrays) or 'none'})")
+
+
+def _job_result(cfg, result, mismatch, head, approx, samples, **arrays):
+    """A job's :class:`~attnforge.gen.blocks.JobResult`: ``arrays`` plus ``cycles`` (unless
+    given) and ``total_cycles``, and a summary line ``head, cycles, rate, approx: verdict``."""
+    from ..gen.blocks import JobResult
+    total = result["total_cycles"]
+    verdict = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
+    summary = (f"{head}, {total} cycles total, {samples / total:.2f} samples/cycle (limit "
+               f"{cfg.lanes} = lanes), {approx}: {verdict}")
+    arrays.setdefault("cycles", np.asarray(result["cycles"], dtype=np.int64))
+    arrays["total_cycles"] = np.int64(total)
+    return JobResult(arrays, summary, mismatch)
 
 # ---- attnforge run fft --------------------------------------------------------------------
 
@@ -547,27 +625,16 @@ class FftJob:
         return f"{len(re)} transforms of N={re.shape[1]}"
 
     def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
-        from ..gen.blocks import JobResult
         re, im = inputs["re"], inputs["im"]
         result = simulate_fft(re, im, cfg, sim=sim, build_root=build_root, waves=waves,
                               progress=progress)
-        mismatch = None
-        try:
-            compare_fft(re, im, result, cfg, check_cycles=True)
-        except AssertionError as exc:
-            mismatch = str(exc)
+        mismatch = _mismatch(compare_fft, re, im, result, cfg, check_cycles=True)
         batch, n = re.shape
-        check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
-        total = result["total_cycles"]
-        summary = (f"fft: {batch} transforms, N={n}, {total} cycles total, "
-                   f"{batch * n / total:.2f} samples/cycle (limit {cfg.lanes} = lanes), "
-                   f"out × 2**{n.bit_length() - 1} ≈ numpy.fft.fft: {check}")
-        arrays = {"re": np.asarray(result["re"], dtype=np.int64),
-                  "im": np.asarray(result["im"], dtype=np.int64),
-                  "scale_log2": result["scale_log2"],
-                  "cycles": np.asarray(result["cycles"], dtype=np.int64),
-                  "total_cycles": np.int64(total)}
-        return JobResult(arrays, summary, mismatch)
+        return _job_result(cfg, result, mismatch, f"fft: {batch} transforms, N={n}",
+                           f"out × 2**{n.bit_length() - 1} ≈ numpy.fft.fft", re.size,
+                           re=np.asarray(result["re"], dtype=np.int64),
+                           im=np.asarray(result["im"], dtype=np.int64),
+                           scale_log2=result["scale_log2"])
 
 
 FFT_JOB = FftJob()
@@ -586,10 +653,7 @@ class ButterflyJob:
     """
 
     def load(self, arrays, cfg):
-        missing = [name for name in ("x", "twiddle") if name not in arrays]
-        if missing:
-            raise ValueError(f"no {' or '.join(missing)} array (expected x: int B×N, twiddle: "
-                             f"float log2N×N/2×2×2; found {', '.join(arrays) or 'none'})")
+        _require(arrays, ("x", "twiddle"), "x: int B×N, twiddle: float log2N×N/2×2×2")
         x, twiddle = check_butterfly_inputs(arrays["x"], arrays["twiddle"], cfg)
         return {"x": x, "twiddle": twiddle}
 
@@ -598,28 +662,18 @@ class ButterflyJob:
         return f"{len(x)} rows of N={x.shape[1]}"
 
     def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
-        from ..gen.blocks import JobResult
         x, twiddle = inputs["x"], inputs["twiddle"]
         layer = Layer(twiddle, cfg, x=x)
         modes = np.full(len(x), model.MODE_REAL)
         result = simulate_butterfly(x, layer, cfg, sim=sim, build_root=build_root, waves=waves,
                                     progress=progress)
-        mismatch = None
-        try:
-            compare(x, None, result, cfg, modes=modes, layer=layer)
-        except AssertionError as exc:
-            mismatch = str(exc)
+        mismatch = _mismatch(compare, x, None, result, cfg, modes=modes, layer=layer)
         batch, n = x.shape
-        check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
-        total = result["total_cycles"]
-        summary = (f"butterfly: {batch} rows, N={n}, stage shifts {layer.shifts}, "
-                   f"y × 2**{layer.scale_log2} ≈ x @ B.T, {total} cycles total, "
-                   f"{batch * n / total:.2f} samples/cycle (limit {cfg.lanes} = lanes): {check}")
-        arrays = {"y": np.asarray(result["y"], dtype=np.int64),
-                  "scale_log2": result["scale_log2"],
-                  "cycles": np.asarray(result["cycles"], dtype=np.int64),
-                  "total_cycles": np.int64(total)}
-        return JobResult(arrays, summary, mismatch)
+        return _job_result(cfg, result, mismatch,
+                           f"butterfly: {batch} rows, N={n}, stage shifts {layer.shifts}",
+                           f"y × 2**{layer.scale_log2} ≈ x @ B.T", x.size,
+                           y=np.asarray(result["y"], dtype=np.int64),
+                           scale_log2=result["scale_log2"])
 
 
 BUTTERFLY_JOB = ButterflyJob()
@@ -672,13 +726,8 @@ def simulate_fnet(frames, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0
            "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
     result = run_job(sv, "fnet", "attnforge.tb.butterfly", job, testcase="fnet_job", sim=sim,
                      manifest=manifest, build_root=build_root, waves=waves, progress=progress)
-    beats = shapes[:, 0] * shapes[:, 1] // cfg.lanes
-    ends = np.flatnonzero(result["last"])
-    if not np.array_equal(ends, np.cumsum(beats) - 1):
-        raise AssertionError(f"frame ends at output beats {ends.tolist()}, expected "
-                             f"{(np.cumsum(beats) - 1).tolist()}")
-    first_in = result["in_cycles"][np.concatenate([[0], np.cumsum(beats)[:-1]])]
-    last_out = result["out_cycles"][ends]
+    first_in, last_out = _handshake_times(result, shapes[:, 0] * shapes[:, 1] // cfg.lanes,
+                                          "frame")
     ys, at = [], 0
     for l, d in shapes:
         ys.append(result["y"][at:at + l * d].reshape(d, l).T.copy())
@@ -742,13 +791,7 @@ class FnetBench:
         in_rate, out_rate = stream_rates(seed)
         result = simulate_fnet(frames, cfg, sim=sim, in_rate=in_rate, out_rate=out_rate,
                                seed=seed, build_root=build_root)
-        try:
-            compare_fnet(frames, result, cfg)
-        except AssertionError as exc:
-            message = str(exc)
-            if message.startswith("frame "):
-                message = f"{message} [{kinds[int(message.split()[1])]}]"
-            raise AssertionError(message) from None
+        _labelled(kinds, compare_fnet, frames, result, cfg, what="frame")
         return (f"{len(frames)} frames ({', '.join(kinds)}), rates {in_rate}/{out_rate}, "
                 f"{result['total_cycles']} cycles")
 
@@ -774,29 +817,141 @@ class FnetJob:
         return f"{b} frame{'s' if b > 1 else ''} of L×D={l}×{d}"
 
     def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
-        from ..gen.blocks import JobResult
         x = inputs["x"]
         result = simulate_fnet(list(x), cfg, sim=sim, build_root=build_root, waves=waves,
                                progress=progress)
-        mismatch = None
-        try:
-            compare_fnet(list(x), result, cfg)
-        except AssertionError as exc:
-            mismatch = str(exc)
+        mismatch = _mismatch(compare_fnet, list(x), result, cfg)
         b, l, d = x.shape
-        check = f"MISMATCH: {mismatch}" if mismatch else "RTL matches the model bit for bit"
-        total = result["total_cycles"]
-        summary = (f"fnet: {b} frames of L×D={l}×{d}, {total} cycles total, "
-                   f"{b * l * d / total:.2f} samples/cycle (limit {cfg.lanes} = lanes), "
-                   f"y × 2**{int(result['scale_log2'][0])} ≈ Re(fft2(x)): {check}")
         y = np.stack(result["y"]).astype(np.int64)
         scale = result["scale_log2"]
         cycles = np.asarray(result["cycles"], dtype=np.int64)
         if not inputs["batched"]:
             y, scale, cycles = y[0], scale[0], cycles[0]
-        arrays = {"y": y, "scale_log2": np.int64(scale) if np.ndim(scale) == 0 else scale,
-                  "cycles": cycles, "total_cycles": np.int64(total)}
-        return JobResult(arrays, summary, mismatch)
+        return _job_result(cfg, result, mismatch, f"fnet: {b} frames of L×D={l}×{d}",
+                           f"y × 2**{int(result['scale_log2'][0])} ≈ Re(fft2(x))", x.size,
+                           y=y, scale_log2=np.int64(scale) if np.ndim(scale) == 0 else scale,
+                           cycles=cycles)
 
 
 FNET_JOB = FnetJob()
+
+
+# ---- the butterfly FFN: two arrays chained column to column (rtl/butterfly/ffn.py) -----------
+
+def simulate_bffn(x, ffn, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0, out_rate=1.0,
+                  seed=0, build_root=None, waves=False, progress=None):
+    """Write ``ffn``'s weights (an :class:`FFN`), then stream the rows of ``x`` (int B×N).
+
+    Returns a dict: ``y`` (B×N int64), ``scale_log2`` (B), ``cycles`` (first input beat to
+    last output beat of each row, inclusive), ``total_cycles``, ``first_in``, ``last_out``,
+    ``error``.
+    """
+    from ..gen.blocks import generate
+    from .runner import run_job
+
+    x = np.asarray(x, dtype=np.int64)
+    batch, n = x.shape
+    if n != ffn.n:
+        raise ValueError(f"x has rows of N={n} but the FFN's weights are for N={ffn.n}")
+    sv, manifest = generate("bffn", cfg, build_root=build_root)
+    job = {"x": x.ravel(), "n": n, "in_rate": in_rate, "out_rate": out_rate, "seed": seed,
+           **ffn.writes}
+    result = run_job(sv, "bffn", "attnforge.tb.butterfly", job, testcase="bffn_job", sim=sim,
+                     manifest=manifest, build_root=build_root, waves=waves, progress=progress)
+    first_in, last_out = _handshake_times(result, np.full(batch, n // cfg.lanes), "row")
+    return {"y": result["y"].reshape(batch, n), "scale_log2": np.full(batch, ffn.scale_log2),
+            "cycles": last_out - first_in + 1, "total_cycles": int(last_out[-1] - first_in[0] + 1),
+            "first_in": first_in, "last_out": last_out, "error": int(result["error"])}
+
+
+def compare_bffn(x, result, ffn, cfg=ButterflyConfig()):
+    """Check a :func:`simulate_bffn` result against sim/butterfly.ffn bit for bit."""
+    if result["error"]:
+        raise AssertionError("the FFN raised its error flag on valid input")
+    want, scale = ffn.model(np.asarray(x), cfg)
+    got = np.asarray(result["y"])
+    for index in range(len(want)):
+        bad = np.flatnonzero(got[index] != want[index])
+        if bad.size:
+            show = bad[:4]
+            raise AssertionError(
+                f"row {index} (N={want.shape[1]}): {bad.size} outputs differ from the model, "
+                f"first {bad[:8].tolist()}: rtl {got[index][show].tolist()}, model "
+                f"{want[index][show].tolist()}")
+    if not np.array_equal(result["scale_log2"], scale):
+        raise AssertionError(f"scale_log2 {result['scale_log2'].tolist()} != model "
+                             f"{np.asarray(scale).tolist()}")
+
+
+def ffn_regression_rows(cfg, seed):
+    """One seed's FFN rows: the kinds of :func:`linear_rows` and two MiniLM hidden states,
+    ``N = n_max`` on even seeds and ``n_max/2`` on odd ones; weights Gaussian. Returns
+    ``(x, kinds, ffn)``."""
+    rng = np.random.default_rng([seed, 13, cfg.width, cfg.n_max, cfg.lanes])
+    n = cfg.n_max if seed % 2 == 0 or cfg.n_max // 2 < _min_length(cfg) else cfg.n_max // 2
+    rows = linear_rows(cfg, n, rng)
+    rows.update({f"minilm{k}": row for k, row in enumerate(minilm_fft_rows(cfg, n, 2, layer=2))})
+    kinds = list(rows)
+    order = rng.permutation(len(kinds))
+    x = np.stack([rows[kinds[k]] for k in order])
+    ffn = FFN(random_twiddle(n, rng), random_twiddle(n, rng), cfg, x=x)
+    return x, [kinds[k] for k in order], ffn
+
+
+class FfnBench:
+    """``attnforge verify bffn``: the butterfly FFN's regression."""
+
+    def regression(self, cfg, seed, *, sim, build_root=None):
+        from .vectors import stream_rates
+        x, kinds, ffn = ffn_regression_rows(cfg, seed)
+        in_rate, out_rate = stream_rates(seed)
+        result = simulate_bffn(x, ffn, cfg, sim=sim, in_rate=in_rate, out_rate=out_rate,
+                               seed=seed, build_root=build_root)
+        _labelled(kinds, compare_bffn, x, result, ffn, cfg, what="row")
+        return (f"{len(x)} rows of N={x.shape[1]} ({', '.join(kinds)}), shifts "
+                f"{[layer.shifts for layer in ffn.layers]}, rates {in_rate}/{out_rate}, "
+                f"{result['total_cycles']} cycles")
+
+
+FFN_BENCH = FfnBench()
+
+
+class BffnJob:
+    """``attnforge run bffn``: ``x`` (int B×N), ``twiddle1`` and ``twiddle2`` (float log2N ×
+    N/2 × 2 × 2) in; ``y``, ``scale_log2``, ``cycles``, ``total_cycles`` out.
+
+    The host quantizes each layer's weights (one exponent per stage), calibrates both layers'
+    stage shifts on the batch (:func:`attnforge.sim.butterfly.ffn_batch_shifts`: layer 2 on
+    the ReLU of layer 1's output), writes both through the block's weight stream, then
+    streams the rows.
+    """
+
+    def load(self, arrays, cfg):
+        _require(arrays, ("x", "twiddle1", "twiddle2"),
+                 "x: int B×N, twiddle1 and twiddle2: float log2N×N/2×2×2")
+        x, twiddle1 = check_butterfly_inputs(arrays["x"], arrays["twiddle1"], cfg)
+        try:
+            _, twiddle2 = check_butterfly_inputs(x, arrays["twiddle2"], cfg)
+        except ValueError as exc:
+            raise ValueError(f"twiddle2: {exc}") from None
+        return {"x": x, "twiddle1": twiddle1, "twiddle2": twiddle2}
+
+    def describe(self, inputs):
+        x = inputs["x"]
+        return f"{len(x)} rows of N={x.shape[1]}"
+
+    def run(self, inputs, cfg, *, sim, build_root=None, waves=False, progress=None):
+        x = inputs["x"]
+        ffn = FFN(inputs["twiddle1"], inputs["twiddle2"], cfg, x=x)
+        result = simulate_bffn(x, ffn, cfg, sim=sim, build_root=build_root, waves=waves,
+                               progress=progress)
+        mismatch = _mismatch(compare_bffn, x, result, ffn, cfg)
+        batch, n = x.shape
+        shifts = [layer.shifts for layer in ffn.layers]
+        return _job_result(cfg, result, mismatch,
+                           f"bffn: {batch} rows, N={n}, stage shifts {shifts}",
+                           f"y × 2**{ffn.scale_log2} ≈ relu(x @ B1.T) @ B2.T", x.size,
+                           y=result["y"], scale_log2=result["scale_log2"])
+
+
+BFFN_JOB = BffnJob()

@@ -19,6 +19,20 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
+def run_rejected(capsys, tmp_path, job, sets, arrays, words):
+    """``attnforge run JOB`` on ``arrays``: exit status 2, an error naming ``words``, and
+    nothing written beside the input."""
+    path = tmp_path / "in.npz"
+    np.savez(path, **arrays)
+    status, _, err = run_cli(capsys, "run", job, "--set", *sets, "--input", path,
+                             "--output", tmp_path / "out.npz")
+    assert status == 2, err
+    assert err.startswith("error: ")
+    for word in words:
+        assert word in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+
+
 def test_params_lists_the_formats(capsys):
     status, out, _ = run_cli(capsys, "params", "butterfly", "--set", *TINY)
     assert status == 0
@@ -90,16 +104,7 @@ def test_run_fft_rejects_bad_inputs(capsys, tmp_path, case, words):
         arrays = {"re": re[0]}
     elif case == "empty":
         arrays = {"re": np.zeros((0, 32), dtype=np.int64)}
-    path = tmp_path / "in.npz"
-    np.savez(path, **arrays)
-    out = tmp_path / "out.npz"
-    status, _, err = run_cli(capsys, "run", "fft", "--set", *TINY, "--input", path,
-                             "--output", out)
-    assert status == 2, err
-    assert err.startswith("error: ")
-    for word in words:
-        assert word in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+    run_rejected(capsys, tmp_path, "fft", TINY, arrays, words)
 
 
 @pytest.mark.sim
@@ -170,15 +175,7 @@ def test_run_butterfly_rejects_bad_inputs(capsys, tmp_path, case, words):
         arrays["x"] = x[:, :24]
     else:
         sets.append("linear=0")
-    path = tmp_path / "in.npz"
-    np.savez(path, **arrays)
-    out = tmp_path / "out.npz"
-    status, _, err = run_cli(capsys, "run", "butterfly", "--set", *sets, "--input", path,
-                             "--output", out)
-    assert status == 2, err
-    for word in words:
-        assert word in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+    run_rejected(capsys, tmp_path, "butterfly", sets, arrays, words)
 
 
 @pytest.mark.sim
@@ -228,15 +225,7 @@ def test_run_fnet_rejects_bad_inputs(capsys, tmp_path, case, words):
         arrays = {"x": rng.integers(-2048, 2048, size=(32, 32))}
     else:
         x[3, 3] = -2049
-    path = tmp_path / "in.npz"
-    np.savez(path, **arrays)
-    out = tmp_path / "out.npz"
-    status, _, err = run_cli(capsys, "run", "fnet", "--set", *sets, "--input", path,
-                             "--output", out)
-    assert status == 2, err
-    for word in words:
-        assert word in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz"]
+    run_rejected(capsys, tmp_path, "fnet", sets, arrays, words)
 
 
 @pytest.mark.sim
@@ -264,3 +253,77 @@ def test_run_and_verify_fnet_on_verilator(capsys, tmp_path, build_root):
                                 "--sim", "verilator", "--build-root", build_root)
     assert status == 0, stdout
     assert "seed   1 verilator PASS" in stdout and "minilm" in stdout
+
+
+# ---- run bffn / verify bffn / the bench's parts ----------------------------------------------
+
+#: the configuration of tests/test_butterfly_rtl.py's FFN tests (one build for both files)
+BFFN = ["width=16", "twiddle_bits=16", "n_max=32", "lanes=4"]
+BFFN_CFG = ButterflyConfig(width=16, twiddle_bits=16, n_max=32, lanes=4)
+
+
+def _bffn_bad_inputs():
+    """Each bad-input case of ``run bffn``: its arrays, extra ``--set`` and the words of its error."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2048, 2048, size=(3, 32))
+    tw1, tw2 = rng.normal(0, 0.7, (2, 5, 16, 2, 2))
+    nan = tw1.copy()
+    nan[1, 2, 0, 1] = np.nan
+    good = {"x": x, "twiddle1": tw1, "twiddle2": tw2}
+    return {
+        "no_twiddle2": ({"x": x, "twiddle1": tw1}, [], ["no twiddle2 array", "found x, twiddle1"]),
+        "twiddle2_shape": ({**good, "twiddle2": tw2[..., 0]}, [],
+                           ["twiddle2", "(5, 16, 2)", "(5, 16, 2, 2)"]),
+        "twiddle1_nan": ({**good, "twiddle1": nan}, [], ["NaN"]),
+        "x_not_power": ({**good, "x": x[:, :24]}, [], ["N=24", "power of two"]),
+        "fft_only": (good, ["linear=0"], ["linear=0"]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bffn_bad_inputs()))
+def test_run_bffn_rejects_bad_inputs(capsys, tmp_path, case):
+    arrays, sets, words = _bffn_bad_inputs()[case]
+    run_rejected(capsys, tmp_path, "bffn", [*BFFN, *sets], arrays, words)
+
+
+@pytest.mark.sim
+@pytest.mark.xdist_group("butterfly-ffn")
+def test_run_and_verify_bffn_on_verilator(capsys, tmp_path, build_root):
+    rng = np.random.default_rng(9)
+    x = rng.integers(-30000, 30000, size=(5, 32))
+    tw1, tw2 = rng.normal(0, 0.7, (2, 5, 16, 2, 2))
+    path = tmp_path / "in.npz"
+    np.savez(path, x=x, twiddle1=tw1, twiddle2=tw2)
+    out = tmp_path / "out.npz"
+    status, stdout, _ = run_cli(capsys, "run", "bffn", "--set", *BFFN, "--input", path,
+                                "--output", out, "--sim", "verilator", "--build-root", build_root)
+    assert status == 0, stdout
+    assert "bffn: 5 rows, N=32" in stdout and "matches the model" in stdout
+    s1, s2 = model.ffn_batch_shifts(x, tw1, tw2, BFFN_CFG)
+    want, scale = model.ffn(x, tw1, tw2, BFFN_CFG, scaling1=s1, scaling2=s2)
+    with np.load(out) as result:
+        assert sorted(result.files) == ["cycles", "scale_log2", "total_cycles", "y"]
+        np.testing.assert_array_equal(result["y"], want)
+        np.testing.assert_array_equal(result["scale_log2"], scale)
+        assert result["cycles"].shape == (5,) and result["total_cycles"] >= result["cycles"].max()
+        approx = model.descale(result["y"], result["scale_log2"])
+        assert model.sqnr_db(approx, model.ffn_float(x, tw1, tw2)) > 50
+    status, stdout, _ = run_cli(capsys, "verify", "bffn", "--set", *BFFN, "--seeds", "1",
+                                "--sim", "verilator", "--build-root", build_root)
+    assert status == 0, stdout
+    assert "seed   0 verilator PASS" in stdout and "minilm" in stdout
+
+
+def test_bench_part_rewrites_only_its_markers(tmp_path):
+    """``attnforge bench butterfly --only PART --output F``: that part's markers inside the
+    butterfly section, added at the section's end the first time; the rest untouched."""
+    from attnforge.gen.bench_butterfly import _replace_part
+    path = tmp_path / "B.md"
+    path.write_text("# B\n\n## butterfly\n\n<!-- bench:butterfly -->\nold fft\n"
+                    "<!-- /bench:butterfly -->\n\n## qk\n\nqk text\n")
+    _replace_part(path, "bffn", "first")
+    _replace_part(path, "bffn", "second")
+    text = path.read_text()
+    assert text == ("# B\n\n## butterfly\n\n<!-- bench:butterfly -->\nold fft\n"
+                    "<!-- bench:butterfly-bffn -->\nsecond\n<!-- /bench:butterfly-bffn -->\n"
+                    "<!-- /bench:butterfly -->\n\n## qk\n\nqk text\n")

@@ -22,17 +22,27 @@ from attnforge.tb.butterfly import FFN, random_twiddle
 CFG = ButterflyConfig(width=16, twiddle_bits=16, n_max=32, lanes=4)
 
 
-def _run(cfg, ffn, rows, *, seed=0, gap=0.0, stall=0.0):
+def _run(cfg, ffn, rows, *, seed=0, gap=0.0, stall=0.0, phases=None):
     """Write ``ffn``'s weights, stream ``rows`` (int B×N); return the output rows, the cycle
-    of each row's first input and last output handshake, and the error flag."""
+    of each row's first input and last output handshake, and the error flag.
+
+    ``phases``: instead, a list of ``(ffn, rows)``: each phase's weights are written right
+    after the previous phase's last row went in (while its rows are still in the arrays).
+    """
     dut = ButterflyFFN(cfg)
-    P, n = cfg.lanes, rows.shape[1]
+    phases = phases or [(ffn, rows)]
+    P, n = cfg.lanes, phases[0][1].shape[1]
     rng = random.Random(seed)
-    writes = ffn.writes
-    total = rows.size // P
+    total = sum(r.size for _, r in phases) // P
     outs, cur, stamps = [], [], {"first_in": [], "last_out": []}
 
     async def producer(ctx):
+        for ffn, rows in phases:
+            await write(ctx, ffn.writes)
+            await send(ctx, rows)
+        ctx.set(dut.i.valid, 0)
+
+    async def write(ctx, writes):
         for k in range(len(writes["w_pe"])):
             while gap and rng.random() < gap:
                 ctx.set(dut.w.valid, 0)
@@ -45,6 +55,8 @@ def _run(cfg, ffn, rows, *, seed=0, gap=0.0, stall=0.0):
             ctx.set(dut.w.valid, 1)
             await ctx.tick().until(dut.w.ready)
         ctx.set(dut.w.valid, 0)
+
+    async def send(ctx, rows):
         for row in rows:
             for t in range(n // P):
                 while gap and rng.random() < gap:
@@ -57,33 +69,38 @@ def _run(cfg, ffn, rows, *, seed=0, gap=0.0, stall=0.0):
                 await ctx.tick().until(dut.i.ready)
         ctx.set(dut.i.valid, 0)
 
-    async def consumer(ctx):
-        got, cycle, in_beat = 0, 0, 0
+    async def sink(ctx):
+        while True:
+            ctx.set(dut.o.ready, int(not stall or rng.random() >= stall))
+            await ctx.tick()
+
+    async def monitor(ctx):
+        """Every handshake with its cycle: rows' first input beats, output beats."""
+        cycle, in_beat, got = 0, 0, 0
         limit = 60 * total + 80 * cfg.n_max // P + 2000
-        while got < total:
-            ready = int(not stall or rng.random() >= stall)
-            ctx.set(dut.o.ready, ready)
-            _, _, iv, ir, ov, out = await ctx.tick().sample(
-                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.payload)
-            if iv and ir:
-                if in_beat == 0:
-                    stamps["first_in"].append(cycle)
+        async for _, _, i_go, i_ok, o_go, o_ok, out in ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.ready, dut.o.payload):
+            if i_go and i_ok:
+                stamps["first_in"] += [cycle] if in_beat == 0 else []
                 in_beat = (in_beat + 1) % (n // P)
-            if ov and ready:
+            if o_go and o_ok:
                 got += 1
-                cur.extend(out.data[l] for l in range(P))
+                cur.extend(out.data[lane] for lane in range(P))
                 if out.last:
                     outs.append(np.array(cur))
                     stamps["last_out"].append(cycle)
                     cur.clear()
             cycle += 1
+            if got == total:
+                break
             assert cycle < limit, f"the FFN stopped producing ({got} of {total} beats)"
         stamps["error"] = ctx.get(dut.error)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(producer)
-    sim.add_testbench(consumer)
+    sim.add_testbench(sink, background=True)
+    sim.add_testbench(monitor)
     sim.run()
     return outs, stamps
 
@@ -109,6 +126,20 @@ def test_ffn_matches_model_with_gaps_and_backpressure(lanes, n_max, n):
     ffn = FFN(random_twiddle(n, rng), random_twiddle(n, rng), cfg, x=rows)
     outs, stamps = _run(cfg, ffn, rows, seed=n, gap=0.3, stall=0.3)
     _check(cfg, ffn, rows, outs, stamps)
+
+
+def test_weights_rewritten_while_rows_are_in_flight():
+    """A second set of weights (both layers) sent right after the first batch's last row:
+    it is taken only once the arrays are empty, so each batch sees its own weights."""
+    cfg, n = CFG, 32
+    rng = np.random.default_rng(4)
+    phases = []
+    for _ in range(2):
+        rows = rng.integers(cfg.data_min, cfg.data_max + 1, (3, n))
+        phases.append((FFN(random_twiddle(n, rng), random_twiddle(n, rng), cfg, x=rows), rows))
+    outs, stamps = _run(cfg, None, None, seed=5, gap=0.2, stall=0.2, phases=phases)
+    _check(cfg, phases[0][0], phases[0][1], outs[:3], stamps)
+    _check(cfg, phases[1][0], phases[1][1], outs[3:], stamps)
 
 
 def test_ffn_full_rate_streams_at_the_input_rate():

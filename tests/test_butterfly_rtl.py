@@ -11,10 +11,11 @@ import pytest
 
 from attnforge.configs.butterfly import ButterflyConfig
 from attnforge.sim import butterfly as model
-from attnforge.tb.butterfly import (FNET_BENCH, Layer, compare, compare_fft, compare_fnet,
-                                    fft_regression_batch, fft_vectors, fnet_regression_frames,
-                                    minilm_fft_rows, random_twiddle, regression, simulate,
-                                    simulate_butterfly, simulate_fft, simulate_fnet)
+from attnforge.tb.butterfly import (FFN, FFN_BENCH, FNET_BENCH, Layer, compare, compare_bffn,
+                                    compare_fft, compare_fnet, fft_regression_batch, fft_vectors,
+                                    fnet_regression_frames, minilm_fft_rows, random_twiddle,
+                                    regression, simulate, simulate_bffn, simulate_butterfly,
+                                    simulate_fft, simulate_fnet)
 
 pytestmark = pytest.mark.sim
 
@@ -184,3 +185,38 @@ def test_compare_fnet_catches_one_wrong_output():
     result["y"][0][3, 1] += 1
     with pytest.raises(AssertionError, match="frame 0"):
         compare_fnet(frames, result, FNET)
+
+
+# ---- the butterfly FFN: two butterfly-linear arrays chained column to column ------------------
+
+#: four lanes, rows up to 32: the second array's chained schedule with its top exchange
+BFFN = ButterflyConfig(width=16, twiddle_bits=16, n_max=32, lanes=4)
+
+
+@pytest.mark.xdist_group("butterfly-ffn")
+@pytest.mark.parametrize("seed", [0, 1], ids=["full-rate", "throttled"])
+def test_bffn_regression(seed, simulator, build_root):
+    """Random and extreme full scale, tiny, DC, zeros and MiniLM rows back to back through
+    both layers (weights for both through the one weight stream first), bit-exact against
+    sim/butterfly.ffn; seed 0 at N = 32, seed 1 at N = 16 with gaps and backpressure."""
+    FFN_BENCH.regression(BFFN, seed, sim=simulator, build_root=build_root)
+
+
+@pytest.mark.xdist_group("butterfly-ffn")
+def test_bffn_minilm_rows(simulator, build_root):
+    """Real data: 12 MiniLM-L6 hidden-state rows (layer 4) back to back through a 32-point
+    FFN, with valid gaps and heavy backpressure, then at full rate; the rows overlap in the
+    chained arrays, and the float FFN is approximated (SQNR stated in the assertion)."""
+    x = minilm_fft_rows(BFFN, 32, 12, layer=4)
+    rng = np.random.default_rng(12)
+    tw1, tw2 = random_twiddle(32, rng), random_twiddle(32, rng)
+    ffn = FFN(tw1, tw2, BFFN, x=x)
+    for in_rate, out_rate in ((0.8, 0.4), (1.0, 1.0)):
+        result = simulate_bffn(x, ffn, BFFN, sim=simulator, in_rate=in_rate, out_rate=out_rate,
+                               seed=7, build_root=build_root)
+        compare_bffn(x, result, ffn, BFFN)
+        print(f"\nbffn N=32 rates {in_rate}/{out_rate}: cycles per row {result['cycles'].tolist()},"
+              f" total {result['total_cycles']}")
+        assert np.all(result["first_in"][1:] < result["last_out"][:-1])      # back to back
+    approx = model.descale(result["y"], result["scale_log2"])
+    assert model.sqnr_db(approx, model.ffn_float(x, tw1, tw2)) > 58      # 63.9 dB

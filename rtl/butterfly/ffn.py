@@ -42,12 +42,11 @@ array's exchanges (``1.25·n_max − lanes`` samples, the first array's ``1.5·n
 and ``lanes`` registered samples for the link.
 """
 
-import dataclasses
-
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...config import ConfigError
 from ...configs.butterfly import ButterflyConfig
 from ..stream import vector_beat
 from .array import ButterflyArray, input_beat, weight_beat
@@ -78,8 +77,8 @@ class ButterflyFFN(wiring.Component):
     Parameters
     ----------
     config : ButterflyConfig
-        ``width``, ``twiddle_bits``, ``n_max`` and ``lanes`` (≥ 2); both arrays are built
-        with ``linear=1`` whatever ``config.linear`` says.
+        ``width``, ``twiddle_bits``, ``n_max``, ``lanes`` (≥ 2) and ``linear`` (must be 1:
+        both arrays run butterfly-linear layers); ``frame_max`` is not used.
 
     Attributes
     ----------
@@ -95,13 +94,23 @@ class ButterflyFFN(wiring.Component):
         Of both arrays together.
     """
 
+    @staticmethod
+    def check_config(config):
+        """What the FFN needs beyond :class:`ButterflyConfig`'s own checks (raises ConfigError)."""
+        if config.lanes < 2:
+            raise ConfigError(f"lanes={config.lanes} is out of range for the FFN: expected a "
+                              f"power of two ≥ 2 (a column pairs two lanes of a beat)")
+        if not config.linear:
+            raise ConfigError("linear=0 is out of range for the FFN: its layers are "
+                              "butterfly-linear (expected linear=1)")
+
     def __init__(self, config=ButterflyConfig()):
         if not isinstance(config, ButterflyConfig):
             raise TypeError(f"config must be a ButterflyConfig, not {config!r}")
+        self.check_config(config)
         self.config = config
-        array_cfg = dataclasses.replace(config, linear=1)
-        self.layers = (ButterflyArray(array_cfg, output_order="columns"),
-                       ButterflyArray(array_cfg, input_order="columns"))
+        self.layers = (ButterflyArray(config, output_order="columns"),
+                       ButterflyArray(config, input_order="columns"))
         self.pes = sum(a.pes for a in self.layers)
         self.multipliers = sum(a.multipliers for a in self.layers)
         super().__init__({
