@@ -869,3 +869,48 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
         cycle += 1
     return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
             "total": int(last_out[-1] - first_in[0] + 1)}
+
+
+__all__ += ["chained_array_pipeline", "ffn_cycles"]
+
+
+def chained_array_pipeline(n, cfg=_DEFAULT):
+    """Registers a beat passes in the FFN's second array, from its input to its reorder buffer.
+
+    Its columns follow the chained schedule (rtl/butterfly/schedule.py, ``n_max ≥ 4·lanes``;
+    below that it is the plain array's, :func:`fft_array_pipeline`): an input register,
+    ``Lmax - p - 1`` time columns (column ``c`` used when ``log2 N ≥ Lmax - c``: an exchange of
+    ``n_max / (4·lanes) / 2**c`` beats and ``1 + PE_LATENCY`` registers; unused: one register),
+    the top column (an exchange of ``N / (2·lanes)`` beats when ``N > lanes``), the return
+    column (an exchange of ``N / (4·lanes)`` beats, 1 when ``N = 2·lanes``, none when
+    ``N = lanes``) and ``p - 1`` lane columns.
+    """
+    lanes = cfg.lanes
+    p, lmax, log2n = lanes.bit_length() - 1, cfg.stages_max, _log2_length(n, cfg)
+    if lmax < p + 2:
+        return fft_array_pipeline(n, cfg)
+    column = 1 + cfg.PE_LATENCY
+    regs = 1
+    for c in range(lmax - p - 1):
+        regs += (1 << (lmax - 2 - p - c)) + column if c >= lmax - log2n else 1
+    regs += ((1 << (log2n - 1 - p)) + column) if log2n > p else 1
+    regs += (1 << max(log2n - 2 - p, 0) if log2n > p else 0) + column
+    return regs + (p - 1) * column
+
+
+def ffn_cycles(rows, n, cfg=_DEFAULT):
+    """Predict the butterfly FFN block's cycles for ``rows`` rows of length ``n`` back to back.
+
+    The first array is :func:`array_cycles` with its reorder buffer replaced by the link
+    register and the second array's columns (:func:`chained_array_pipeline`), whose reorder
+    buffer then reads out like the first's would: every row's last output comes
+    ``1 + chained_array_pipeline(n)`` cycles after the single array's. Exact when the input is
+    never starved and the output never stalled (weights written before the rows).
+
+    Returns the dict of :func:`fft_array_cycles`.
+    """
+    timing = array_cycles([n] * rows, [MODE_REAL] * rows, cfg)
+    last_out = timing["last_out"] + 1 + chained_array_pipeline(n, cfg)
+    first_in = timing["first_in"]
+    return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
+            "total": int(last_out[-1] - first_in[0] + 1)}

@@ -484,14 +484,19 @@ def compare(re, im, result, cfg=ButterflyConfig(), *, modes=None, layer=None,
             raise AssertionError(f"transform {index}: scale_log2 {result['scale_log2'][index]} "
                                  f"!= model {int(scale)}")
     if check_cycles:
-        timing = model.array_cycles([len(r) for r in re_list], modes, cfg)
-        if not np.array_equal(result["cycles"], timing["latency"]):
-            bad = int(np.flatnonzero(result["cycles"] != timing["latency"])[0])
-            raise AssertionError(f"transform {bad}: {result['cycles'][bad]} cycles, the cycle "
-                                 f"model says {timing['latency'][bad]}")
-        if result["total_cycles"] != timing["total"]:
-            raise AssertionError(f"{result['total_cycles']} cycles in all, the cycle model "
-                                 f"says {timing['total']}")
+        _check_timing(result, model.array_cycles([len(r) for r in re_list], modes, cfg),
+                      "transform")
+
+
+def _check_timing(result, timing, what):
+    """Raise AssertionError where measured cycles differ from the cycle model's ``timing``."""
+    if not np.array_equal(result["cycles"], timing["latency"]):
+        bad = int(np.flatnonzero(result["cycles"] != timing["latency"])[0])
+        raise AssertionError(f"{what} {bad}: {result['cycles'][bad]} cycles, the cycle "
+                             f"model says {timing['latency'][bad]}")
+    if result["total_cycles"] != timing["total"]:
+        raise AssertionError(f"{result['total_cycles']} cycles in all, the cycle model "
+                             f"says {timing['total']}")
 
 
 def compare_fft(re, im, result, cfg=ButterflyConfig(), *, check_cycles=False):
@@ -864,8 +869,9 @@ def simulate_bffn(x, ffn, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0
             "first_in": first_in, "last_out": last_out, "error": int(result["error"])}
 
 
-def compare_bffn(x, result, ffn, cfg=ButterflyConfig()):
-    """Check a :func:`simulate_bffn` result against sim/butterfly.ffn bit for bit."""
+def compare_bffn(x, result, ffn, cfg=ButterflyConfig(), *, check_cycles=False):
+    """Check a :func:`simulate_bffn` result against sim/butterfly.ffn bit for bit; with
+    ``check_cycles`` (full-rate runs) also against :func:`attnforge.sim.butterfly.ffn_cycles`."""
     if result["error"]:
         raise AssertionError("the FFN raised its error flag on valid input")
     want, scale = ffn.model(np.asarray(x), cfg)
@@ -881,6 +887,8 @@ def compare_bffn(x, result, ffn, cfg=ButterflyConfig()):
     if not np.array_equal(result["scale_log2"], scale):
         raise AssertionError(f"scale_log2 {result['scale_log2'].tolist()} != model "
                              f"{np.asarray(scale).tolist()}")
+    if check_cycles:
+        _check_timing(result, model.ffn_cycles(len(want), want.shape[1], cfg), "row")
 
 
 def ffn_regression_rows(cfg, seed):
@@ -905,12 +913,13 @@ class FfnBench:
         from .vectors import stream_rates
         x, kinds, ffn = ffn_regression_rows(cfg, seed)
         in_rate, out_rate = stream_rates(seed)
+        full = in_rate == 1.0 and out_rate == 1.0
         result = simulate_bffn(x, ffn, cfg, sim=sim, in_rate=in_rate, out_rate=out_rate,
                                seed=seed, build_root=build_root)
-        _labelled(kinds, compare_bffn, x, result, ffn, cfg, what="row")
+        _labelled(kinds, compare_bffn, x, result, ffn, cfg, what="row", check_cycles=full)
         return (f"{len(x)} rows of N={x.shape[1]} ({', '.join(kinds)}), shifts "
                 f"{[layer.shifts for layer in ffn.layers]}, rates {in_rate}/{out_rate}, "
-                f"{result['total_cycles']} cycles")
+                f"{result['total_cycles']} cycles{', cycle model exact' if full else ''}")
 
 
 FFN_BENCH = FfnBench()
@@ -945,7 +954,7 @@ class BffnJob:
         ffn = FFN(inputs["twiddle1"], inputs["twiddle2"], cfg, x=x)
         result = simulate_bffn(x, ffn, cfg, sim=sim, build_root=build_root, waves=waves,
                                progress=progress)
-        mismatch = _mismatch(compare_bffn, x, result, ffn, cfg)
+        mismatch = _mismatch(compare_bffn, x, result, ffn, cfg, check_cycles=True)
         batch, n = x.shape
         shifts = [layer.shifts for layer in ffn.layers]
         return _job_result(cfg, result, mismatch,

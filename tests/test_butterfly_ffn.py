@@ -142,18 +142,35 @@ def test_weights_rewritten_while_rows_are_in_flight():
     _check(cfg, phases[1][0], phases[1][1], outs[3:], stamps)
 
 
-def test_ffn_full_rate_streams_at_the_input_rate():
-    """Rows back to back at full rate: one row per N/lanes cycles in steady state."""
-    cfg, n = CFG, 32
+@pytest.mark.parametrize("lanes,n_max,n", [(4, 32, 32), (4, 32, 16), (4, 32, 8), (2, 16, 4),
+                                           (8, 16, 16)])
+def test_ffn_full_rate_cycles_are_the_cycle_model(lanes, n_max, n):
+    """Rows back to back at full rate: every row's cycles are sim/butterfly.ffn_cycles'."""
+    cfg = ButterflyConfig(width=16, twiddle_bits=16, n_max=n_max, lanes=lanes)
     rng = np.random.default_rng(3)
     rows = rng.integers(cfg.data_min, cfg.data_max + 1, (6, n))
     ffn = FFN(random_twiddle(n, rng), random_twiddle(n, rng), cfg, x=rows)
     outs, stamps = _run(cfg, ffn, rows)
     _check(cfg, ffn, rows, outs, stamps)
-    spacing = np.diff(stamps["last_out"])
-    print(f"\nFFN N={n} lanes={cfg.lanes}: latency "
-          f"{stamps['last_out'][0] - stamps['first_in'][0] + 1}, spacing {spacing.tolist()}")
-    assert np.all(spacing == n // cfg.lanes)
+    first, last = np.array(stamps["first_in"]), np.array(stamps["last_out"])
+    timing = B.ffn_cycles(len(rows), n, cfg)
+    print(f"\nFFN N={n} lanes={lanes} n_max={n_max}: latency {(last - first + 1).tolist()}, "
+          f"model {timing['latency'].tolist()}")
+    assert np.array_equal(first - first[0], timing["first_in"] - timing["first_in"][0])
+    assert np.array_equal(last - first + 1, timing["latency"])
+
+
+def test_chained_pipeline_counts_the_chained_schedule():
+    """sim/butterfly.chained_array_pipeline (no rtl import) against the schedule's plan."""
+    for lanes in (2, 4, 8, 16):
+        for log2max in range(lanes.bit_length() - 1, 12):
+            cfg = ButterflyConfig(n_max=1 << log2max, lanes=lanes)
+            sched = ArraySchedule(lanes, cfg.n_max, chained=True)
+            column = 1 + cfg.PE_LATENCY
+            for log2n in sched.log2n_range:
+                regs = 1 + sum(((1 << plan.exchange) if plan.exchange is not None else 0) + column
+                               if plan.active else 1 for plan in sched.plan(log2n))
+                assert B.chained_array_pipeline(1 << log2n, cfg) == regs, (lanes, log2max, log2n)
 
 
 def test_chained_schedule_takes_the_plain_final_order():
