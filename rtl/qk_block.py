@@ -6,8 +6,8 @@ Per row the block
 
 1. fetches the MSB-plane rows of the alive keys through the AXI4 read master
    (:class:`~attnforge.rtl.fetch.Fetcher`) into the **Key buffer** (two
-   :class:`~amaranth.lib.memory.Memory` planes of ``n_max / L`` words of ``L`` rows, one
-   write enable per row), unless the buffer already holds them;
+   :class:`~amaranth.lib.memory.Memory` planes of ``key_banks`` banks of ``n_max / L``
+   words of ``L`` rows, one write enable per row), unless the buffer already holds them;
 2. streams the buffer, ``L`` keys per beat, through the bitwidth converter, the Q×K lanes
    and the softmax (:class:`~attnforge.rtl.qk.QKDatapath`) — a word as soon as its alive
    keys have arrived, so the compute follows the fetch;
@@ -28,8 +28,10 @@ the rows sent after it are *squashed* (an epoch bit flips; their outputs are dro
 they leave), the row's full-key pass goes next and the later rows are sent again. Their
 queries wait in a ring of :data:`ROW_SLOTS` registers until their row is committed. Rows
 that need no LSBs (most: SpAtten reports 5.9 %) therefore follow each other at the
-softmax's rate of ``B + 1`` cycles. In *generation* mode a row's MSB fetch would be wasted
-traffic if squashed, so the next row goes only after the previous row has been committed.
+softmax's rate of ``B + 1`` cycles. In *generation* mode row ``r`` has bank ``r mod
+key_banks`` to itself, so up to ``key_banks`` rows are in flight: the next row's MSB fetch
+runs while the current row is in the softmax. A squashed generation row keeps its keys (its
+bank still holds them), so it is never fetched twice and its bytes count once.
 
 Outputs leave in row order, one beat per ``L`` keys, with the row number, the decision and
 the bytes the row caused to be read (the fetcher's rows received while that row owned the
@@ -165,18 +167,22 @@ class QKBlock(wiring.Component):
         L = cfg.scores_per_cycle
         lane_bits = exact_log2(L)
         words = cfg.n_max // L
-        word_bits = max(1, ceil_log2(words))
+        word_bits = exact_log2(words)
+        bank_bits = exact_log2(cfg.key_banks)
         index_bits = ceil_log2(cfg.n_max)
         count_bits = _row_bytes_bits(cfg)
         slot_bits = exact_log2(ROW_SLOTS)
+        PLANES = (MSB, LSB)
 
         m.submodules.fetcher = fetcher = Fetcher(cfg, addr_width=self.addr_width)
         m.submodules.datapath = dp = QKDatapath(cfg)
         wiring.connect(m, fetcher.axi, wiring.flipped(self.axi))
+
         # ---- The head --------------------------------------------------------------------
         active = Signal()
         head = Signal(self.head.payload.shape())
-        n_keys, mode, alive = head.n_keys, head.mode, head.alive
+        n_keys, alive = head.n_keys, head.alive
+        generation = head.mode == GENERATION
         m.d.comb += [
             fetcher.msb_base.eq(head.msb_base),
             fetcher.lsb_base.eq(head.lsb_base),
@@ -191,20 +197,35 @@ class QKBlock(wiring.Component):
         received = Signal(ROW_BITS)                 # queries taken into the ring
         q_done = Signal()                           # the head's last query is in
         next_row = Signal(ROW_BITS)                 # the next row to send (MSB pass)
+        frontier = Signal(ROW_BITS)                 # rows below it have been sent at least once
         commit = Signal(ROW_BITS)                   # the next row to leave
         replay = Signal()                           # send commit's full-key pass next
         epoch = Signal()                            # flips at each squash
 
-        # The Key buffer: per plane, held for the head (``loaded``) or words complete so far.
-        loaded = Array(Signal(name=f"loaded_{p}") for p in ("msb", "lsb"))
+        def in_flight(row):
+            return (row - commit)[:ROW_BITS]
+
+        def bank_of(row):
+            """Summarization shares one bank for the head; generation gives row r bank r mod banks."""
+            return Mux(generation, row[:bank_bits], 0) if bank_bits else Const(0, 1)
+
+        # The Key buffer's bookkeeping, per plane and bank: ``held`` (fetched or being fetched,
+        # for ``holder``'s row in generation mode, for the whole head in summarization mode)
+        # and ``done``; ``progress``: words complete of the plane's fetch in progress.
+        def per_bank(name, shape):
+            return Array(Array(Signal(shape, name=f"{name}_{p}{b}") for b in range(cfg.key_banks))
+                         for p in ("msb", "lsb"))
+        held, done = per_bank("held", 1), per_bank("done", 1)
+        holder = per_bank("holder", ROW_BITS)
         progress = Array(Signal(range(words + 1), name=f"progress_{p}") for p in ("msb", "lsb"))
         fetching = Signal()
         fetch_plane = Signal()
+        fetch_bank = Signal(max(1, bank_bits))
         fetch_owner = Signal(slot_bits)
 
         # ---- Queries: a ring of ROW_SLOTS rows between intake and commit -------------------
         ring = Array(Signal(query_layout(cfg), name=f"query{s}") for s in range(ROW_SLOTS))
-        m.d.comb += self.q.ready.eq(active & ~q_done & ((received - commit)[:ROW_BITS] < ROW_SLOTS))
+        m.d.comb += self.q.ready.eq(active & ~q_done & (in_flight(received) < ROW_SLOTS))
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += [ring[received[:slot_bits]].eq(self.q.payload.q), received.eq(received + 1)]
             with m.If(self.q.payload.last):
@@ -222,6 +243,7 @@ class QKBlock(wiring.Component):
         # ---- The dispatcher: one pass at a time into the datapath --------------------------
         dispatching = Signal()                      # a pass's words are being sent
         plane = Signal()                            # ... of this plane
+        bank = Signal.like(fetch_bank)              # ... from this bank
         word = Signal(range(words + 1))
         q_valid = Signal()
         q_payload = Signal(query_layout(cfg))
@@ -231,48 +253,60 @@ class QKBlock(wiring.Component):
 
         want_plane = Mux(replay, LSB, MSB)
         want_row = Mux(replay, commit, next_row)
-        generation = mode == GENERATION
-        plane_there = loaded[want_plane] | (fetching & (fetch_plane == want_plane))
-        need_fetch = generation | ~plane_there
-        row_ok = Mux(replay, 1,
-                     (next_row != received) &
-                     Mux(generation, next_row == commit, (next_row - commit)[:ROW_BITS] < ROW_SLOTS))
-        go = (active & ~dispatching & ~q_valid & tags.w_rdy & row_ok &
-              (~need_fetch | ~fetching))
+        want_bank = bank_of(want_row)
+        there = held[want_plane][want_bank] & (~generation | (holder[want_plane][want_bank] == want_row))
+        # A generation row overwrites the bank of the row key_banks before it: that one must
+        # have left. Summarization rows read the same bank, up to ROW_SLOTS of them in flight.
+        row_ok = Mux(replay, 1, (next_row != received) &
+                     (in_flight(next_row) < Mux(generation, cfg.key_banks, ROW_SLOTS)))
+        go = (active & ~dispatching & ~q_valid & tags.w_rdy & row_ok & (there | ~fetching))
         start_fetch = Signal()
         m.d.comb += [
-            start_fetch.eq(go & need_fetch),
+            start_fetch.eq(go & ~there),
             tags.w_en.eq(go),
             tags.w_data.eq(Cat(want_row, want_plane, epoch)),
         ]
         squash = Signal()
         with m.If(go):
-            m.d.sync += [dispatching.eq(1), plane.eq(want_plane), word.eq(0),
+            m.d.sync += [dispatching.eq(1), plane.eq(want_plane), bank.eq(want_bank), word.eq(0),
                          q_valid.eq(1), q_payload.eq(ring[want_row[:slot_bits]])]
             with m.If(replay):
                 m.d.sync += replay.eq(0)
             with m.Else():
                 m.d.sync += next_row.eq(next_row + 1)
-                for p in (MSB, LSB):
-                    m.d.sync += row_bytes[want_row[:slot_bits]][p].eq(0)
+                with m.If(next_row == frontier):      # a row's first pass: its counts start
+                    m.d.sync += frontier.eq(frontier + 1)
+                    for p in PLANES:
+                        m.d.sync += row_bytes[want_row[:slot_bits]][p].eq(0)
         with m.If(start_fetch):
-            m.d.sync += [fetching.eq(1), fetch_plane.eq(want_plane), fetch_owner.eq(want_row[:slot_bits]),
-                         loaded[want_plane].eq(0), progress[want_plane].eq(0)]
+            m.d.sync += [fetching.eq(1), fetch_plane.eq(want_plane), fetch_bank.eq(want_bank),
+                         fetch_owner.eq(want_row[:slot_bits]), progress[want_plane].eq(0),
+                         held[want_plane][want_bank].eq(1), done[want_plane][want_bank].eq(0),
+                         holder[want_plane][want_bank].eq(want_row)]
 
-        # Words into the datapath: read from both planes (registered read ports).
-        m.submodules.msb_mem = msb_mem = memory.Memory(
-            shape=data.ArrayLayout(plane_row(cfg, cfg.msb_bits, True), L), depth=words, init=[])
-        m.submodules.lsb_mem = lsb_mem = memory.Memory(
-            shape=data.ArrayLayout(plane_row(cfg, cfg.lsb_bits, False), L), depth=words, init=[])
+        # Words into the datapath: read from both planes of the pass's bank (registered reads).
+        def buffer(bits, signed_):
+            return memory.Memory(shape=data.ArrayLayout(plane_row(cfg, bits, signed_), L),
+                                 depth=words * cfg.key_banks, init=[])
+        m.submodules.msb_mem = msb_mem = buffer(cfg.msb_bits, True)
+        m.submodules.lsb_mem = lsb_mem = buffer(cfg.lsb_bits, False)
         msb_rd, lsb_rd = msb_mem.read_port(), lsb_mem.read_port()
         k_valid, k_alive, k_last, k_full = Signal(), Signal(L), Signal(), Signal()
         advance = ~k_valid | dp.i.ready
-        word_there = (loaded[MSB] | (word < progress[MSB])) & (
-            (plane == MSB) | loaded[LSB] | (word < progress[LSB]))
-        send = dispatching & advance & word_there
-        in_range = Cat(((word << lane_bits) + l) < n_keys for l in range(L))
+
+        def word_there(p):
+            in_progress = fetching & (fetch_plane == p) & (fetch_bank == bank) & (word < progress[p])
+            return done[p][bank] | in_progress
+        send = dispatching & advance & word_there(MSB) & ((plane == MSB) | word_there(LSB))
+        in_range = Cat(((word << lane_bits) + lane) < n_keys for lane in range(L))
+        # The pass's alive flags, ``L`` a word: a shift register loaded at the pass's start
+        # (a register per key, where an n_max-to-L multiplexer on ``word`` limited Fmax).
+        pass_alive = Signal(cfg.n_max)
+        with m.If(go):
+            m.d.sync += pass_alive.eq(alive)
+        read_addr = Cat(word[:word_bits], bank[:bank_bits])
         m.d.comb += [
-            msb_rd.addr.eq(word), lsb_rd.addr.eq(word),
+            msb_rd.addr.eq(read_addr), lsb_rd.addr.eq(read_addr),
             msb_rd.en.eq(advance), lsb_rd.en.eq(advance),
             dp.i.valid.eq(k_valid),
             dp.i.payload.msb.eq(msb_rd.data),
@@ -285,7 +319,8 @@ class QKBlock(wiring.Component):
             m.d.sync += k_valid.eq(send)
         with m.If(send):
             m.d.sync += [
-                k_alive.eq(alive.word_select(word[:word_bits], L) & in_range),
+                k_alive.eq(pass_alive[:L] & in_range),
+                pass_alive.eq(pass_alive >> L),
                 k_last.eq(word == beats - 1),
                 k_full.eq(plane == LSB),
                 word.eq(word + 1),
@@ -298,9 +333,10 @@ class QKBlock(wiring.Component):
         scanning = Signal()
         pending = Signal(index_bits)                # the last alive key found, not yet sent
         pending_valid = Signal()
+        scan_alive = Signal(cfg.n_max)              # alive >> scan: key ``scan``'s flag in bit 0
         with m.If(start_fetch):
-            m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0)]
-        found = scanning & alive.bit_select(scan[:index_bits], 1)
+            m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0), scan_alive.eq(alive)]
+        found = scanning & scan_alive[0]
         # The pending index goes out once the next alive key is found (``last`` = 0) or the
         # scan has ended (``last`` = 1).
         m.d.comb += [
@@ -313,7 +349,7 @@ class QKBlock(wiring.Component):
         with m.If(sent & ~scanning):
             m.d.sync += pending_valid.eq(0)
         with m.If(scanning & (~found | ~pending_valid | sent)):
-            m.d.sync += scan.eq(scan + 1)
+            m.d.sync += [scan.eq(scan + 1), scan_alive.eq(scan_alive >> 1)]
             with m.If(found):
                 m.d.sync += [pending.eq(scan), pending_valid.eq(1)]
             with m.If(scan + 1 == n_keys):
@@ -325,9 +361,10 @@ class QKBlock(wiring.Component):
         lsb_wr = lsb_mem.write_port(granularity=1)
         row_lane = row.index[:lane_bits] if lane_bits else Const(0, 1)
         lane_en = Const(1, L) << row_lane
+        write_addr = Cat((row.index >> lane_bits)[:word_bits], fetch_bank[:bank_bits])
         m.d.comb += [
             fetcher.o.ready.eq(1),
-            msb_wr.addr.eq(row.index >> lane_bits), lsb_wr.addr.eq(row.index >> lane_bits),
+            msb_wr.addr.eq(write_addr), lsb_wr.addr.eq(write_addr),
             msb_wr.data.eq(Cat(row.row[:cfg.head_dim * cfg.msb_bits] for _ in range(L))),
             lsb_wr.data.eq(Cat(row.row[:cfg.head_dim * cfg.lsb_bits] for _ in range(L))),
             msb_wr.en.eq(Mux(fetcher.o.valid & (row.plane == MSB), lane_en, 0)),
@@ -339,7 +376,7 @@ class QKBlock(wiring.Component):
                 row_bytes[fetch_owner][row.plane].eq(row_bytes[fetch_owner][row.plane] + row_key_bytes),
             ]
             with m.If(row.last):
-                m.d.sync += [fetching.eq(0), loaded[row.plane].eq(1)]
+                m.d.sync += [fetching.eq(0), done[fetch_plane][fetch_bank].eq(1)]
 
         # ---- Out: keep the current epoch's rows, drop squashed and low-confidence passes ---
         beat = dp.o.payload
@@ -378,12 +415,12 @@ class QKBlock(wiring.Component):
         with m.If(head_done):
             m.d.sync += active.eq(0)
         with m.If(self.head.valid & self.head.ready):
-            h = self.head.payload
             m.d.sync += [
-                active.eq(1), head.eq(h),
-                beats.eq((h.n_keys + L - 1) >> lane_bits),
-                received.eq(0), q_done.eq(0), next_row.eq(0), commit.eq(0), replay.eq(0),
-                loaded[MSB].eq(0), loaded[LSB].eq(0), progress[MSB].eq(0), progress[LSB].eq(0),
+                active.eq(1), head.eq(self.head.payload),
+                beats.eq((self.head.payload.n_keys + L - 1) >> lane_bits),
+                received.eq(0), q_done.eq(0), next_row.eq(0), frontier.eq(0), commit.eq(0),
+                replay.eq(0),
+                *(held[p][b].eq(0) for p in PLANES for b in range(cfg.key_banks)),
             ]
 
         # ---- Counters --------------------------------------------------------------------------

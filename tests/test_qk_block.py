@@ -5,6 +5,8 @@ Random and adversarial heads back to back (flat rows that all refetch, a dominan
 values, N = 1, N = n_max, alive masks with holes), real MiniLM-L6 heads at 6+4 and 8+4 in
 both reuse modes at thresholds 0.05 and 0.1; and the ``attnforge`` commands of the block."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,13 @@ MINILM_HEADS = [("summarization", 0.1, 2, 5), ("generation", 0.05, 0, 9),
 def test_regression(simulator, build_root, seed):
     """Every kind of head back to back; seed 0 at full rate, the others with random stalls."""
     print(bench.regression(SMALL, seed, sim=simulator, build_root=build_root))
+
+
+@pytest.mark.parametrize("banks", [1, 4])
+def test_key_banks(build_root, banks):
+    """One bank (generation rows one at a time) and four (four rows' fetches overlapping)."""
+    cfg = dataclasses.replace(SMALL, key_banks=banks)
+    print(bench.regression(cfg, 4, sim="verilator", build_root=build_root))
 
 
 @pytest.mark.xdist_group("qk-small")

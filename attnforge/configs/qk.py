@@ -92,6 +92,8 @@ class QKConfig(BlockConfig):
                                in_range(16, 28))
     prob_frac_bits: int = param(15, "fraction bits of the output probabilities and the threshold",
                                 in_range(8, 16))
+    key_banks: int = param(2, "Key buffer banks of the qk block: in generation mode, rows whose "
+                              "fetch and compute overlap", power_of_two(1, 4))
 
     #: Q and the widened keys on the datapath (signed)
     DATA_BITS = 12
