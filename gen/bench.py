@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_bench", "topk_bench", "topk_main", "replace_section", "log"]
+__all__ = ["run_bench", "topk_bench", "topk_main", "replace_section", "fpga_table", "log"]
 
 #: Select-stage cycles of SpAtten's engine at 16 comparators (REFERENCE.md, derived from
 #: [R]'s latency model, 400 random trials): (N, k) -> cycles.
@@ -103,15 +103,21 @@ def _topk_markdown(cfg, rows, fpga_reports, command):
     out += ["", "The paper's figures (REFERENCE.md, derived from [R]): select rounds at 16 comparators "
             + ", ".join(f"{c} cycles (N={n}, k={k})" for (n, k), c in PAPER_SELECT.items())
             + f"; end to end {PAPER_END_TO_END_1024}; worst case ≈ {PAPER_WORST_1024:,} cycles at N = 1024.", ""]
-    if fpga_reports:
-        out += ["| board | configuration | seed | Fmax MHz | LUT | FF | DSP | BRAM | build s |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for label, report in fpga_reports:
-            out.append(f"| {report.board} | {label} | {report.seed} | {report.fmax_mhz:.1f} | "
-                       f"{report.lut} / {report.lut_limit} | {report.ff} | {report.dsp} | {report.bram} | "
-                       f"{report.elapsed_s:.0f} |")
-        out.append("")
+    out += fpga_table(fpga_reports)
     return "\n".join(out)
+
+
+def fpga_table(reports):
+    """Markdown lines of a table of ``(label, FpgaReport)`` pairs (none: no lines)."""
+    if not reports:
+        return []
+    out = ["| board | configuration | seed | Fmax MHz | LUT | FF | DSP | BRAM | build s |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, report in reports:
+        out.append(f"| {report.board} | {label} | {report.seed} | {report.fmax_mhz:.1f} | "
+                   f"{report.lut} / {report.lut_limit} | {report.ff} | {report.dsp} | {report.bram} | "
+                   f"{report.elapsed_s:.0f} |")
+    return out + [""]
 
 
 def replace_section(path, name, body):

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .bench import log, replace_section
+from .bench import fpga_table, log, replace_section
 
 __all__ = ["throughput_bench", "minilm_bench", "main"]
 
@@ -147,15 +147,7 @@ def _markdown(cfg, rows, length, minilm_rows, reports, command):
         out.append(f"| {r['setting']} | {r['threshold']} | {100 * r['refetch']:.1f} % | {r['gen']:.3f} | "
                    f"{r['summ']:.3f} | {r['err']:.4f} | {r['rtl_cycles']:.0f} |")
     out.append("")
-    if reports:
-        out += ["| board | configuration | seed | Fmax MHz | LUT | FF | DSP | BRAM | build s |",
-                "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for label, report in reports:
-            out.append(f"| {report.board} | {label} | {report.seed} | {report.fmax_mhz:.1f} | "
-                       f"{report.lut} / {report.lut_limit} | {report.ff} | {report.dsp} | {report.bram} | "
-                       f"{report.elapsed_s:.0f} |")
-        out.append("")
-    return "\n".join(out)
+    return "\n".join(out + fpga_table(reports))
 
 
 def main(cfg, args):
