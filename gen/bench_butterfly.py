@@ -14,8 +14,16 @@ given with ``--set`` (``n_max`` raised to N when needed):
   variant of the model (sim only: the array implements the fixed policy).
 * **Butterfly linear**: 8 rows through a layer of Gaussian weights (mode REAL), bit-exact,
   cycles per transform, SQNR against the dense float product.
-* **FNet** (``--fnet``, default on): frames through the chained two-array block, cycles per
-  frame against ``L·D/lanes``, utilization of both arrays.
+* **FNet**: frames through the chained two-array block, cycles per frame against
+  ``L·D/lanes``, utilization of both arrays.
+* **Butterfly FFN** (block ``bffn``): rows through two butterfly-linear arrays chained
+  column to column with a ReLU between, on one configuration (``lanes`` of ``--set``,
+  ``n_max`` = the largest N of :data:`FFN_LENGTHS`): cycles per row against ``N/lanes``,
+  utilization of both arrays' PEs, SQNR against the float FFN ``relu(x @ B1.T) @ B2.T``
+  (random half-scale rows and MiniLM rows, each batch with its own calibrated shifts).
+
+``--only fft|fnet|bffn`` runs one part; with ``--output`` it rewrites only that part's
+markers inside the butterfly section (``<!-- bench:butterfly-fft -->`` …).
 
 Cycles come from simulation; nothing here is asserted but bit-exactness.
 """
@@ -28,9 +36,13 @@ import numpy as np
 
 from .bench import log, replace_section
 
-__all__ = ["butterfly_bench", "fnet_bench", "main"]
+__all__ = ["butterfly_bench", "fnet_bench", "bffn_bench", "main"]
 
 TRANSFORMS = 8
+#: row lengths of the FFN benchmark (its n_max is the largest)
+FFN_LENGTHS = (64, 128, 256)
+#: the parts of the benchmark, in the section's order
+PARTS = ("fft", "fnet", "bffn")
 
 
 def _steady(result):
@@ -142,9 +154,41 @@ def fnet_bench(cfg, shapes, *, sim="verilator", build_root=None, frames=4):
     return rows
 
 
-def _markdown(cfg, rows, fnet_cfg, fnet_rows, command):
-    out = [f"Command: `{command}`", "",
-           f"Configuration: width={cfg.width}, twiddle_bits={cfg.twiddle_bits}, lanes={cfg.lanes}, "
+def bffn_bench(cfg, lengths=FFN_LENGTHS, *, sim="verilator", build_root=None):
+    """Rows of each length through the butterfly FFN block (``n_max`` = the longest);
+    return rows of numbers."""
+    from ..sim import butterfly as model
+    from ..tb.butterfly import FFN, compare_bffn, random_twiddle, simulate_bffn
+    rows = []
+    rng = np.random.default_rng(2024)
+    pes = 2 * (cfg.lanes // 2 * cfg.stages_max)
+    for n in lengths:
+        log2n = n.bit_length() - 1
+        tw1, tw2 = random_twiddle(n, rng), random_twiddle(n, rng)
+        inputs = {"random": rng.integers(cfg.data_min // 2, cfg.data_max // 2 + 1,
+                                         (TRANSFORMS, n)),
+                  "minilm": _minilm_rows(cfg, n, TRANSFORMS)}
+        row = {"n": n, "pes": pes, "limit": n / cfg.lanes}
+        for kind, x in inputs.items():
+            ffn = FFN(tw1, tw2, cfg, x=x)
+            result = simulate_bffn(x, ffn, cfg, sim=sim, build_root=build_root)
+            compare_bffn(x, result, ffn, cfg, check_cycles=True)   # raises on a mismatch
+            approx = model.descale(result["y"], result["scale_log2"])
+            row[f"sqnr_{kind}"] = model.sqnr_db(approx, model.ffn_float(x, tw1, tw2))
+            if kind == "random":
+                cycles = _steady(result)
+                row.update({"latency": int(result["cycles"][0]), "cycles": cycles,
+                            "utilization": 2 * (n / 2 * log2n) / (pes * cycles),
+                            "shifts": [layer.shifts for layer in ffn.layers]})
+        rows.append(row)
+        log(f"bffn N={n:4d} lanes={cfg.lanes} PEs={pes}: {row['cycles']:.1f} cycles/row "
+            f"(N/lanes {row['limit']:.0f}), utilization {row['utilization']:.1%}, SQNR "
+            f"{row['sqnr_random']:.1f} dB random / {row['sqnr_minilm']:.1f} dB MiniLM")
+    return rows
+
+
+def _fft_markdown(cfg, rows):
+    out = [f"Configuration: width={cfg.width}, twiddle_bits={cfg.twiddle_bits}, lanes={cfg.lanes}, "
            f"n_max = max({cfg.n_max}, N); PEs = lanes/2·log2(n_max), 4 multipliers each. "
            f"{TRANSFORMS} random transforms then {TRANSFORMS} MiniLM rows back to back at full "
            "rate on the generated Verilog (Verilator), every output checked bit-exact against "
@@ -171,8 +215,14 @@ def _markdown(cfg, rows, fnet_cfg, fnet_rows, command):
             out.append(f"| {r['n']} | {r['linear_latency']} | {r['linear_cycles']:.1f} | "
                        f"{r['limit']:.0f} | {r['linear_utilization']:.1%} | {r['linear_shifts']} | "
                        f"{r['sqnr_linear']:.1f} dB | {r['sqnr_linear_static']:.1f} dB |")
+    out.append("")
+    return "\n".join(out)
+
+
+def _fnet_markdown(fnet_cfg, fnet_rows):
+    out = []
     if fnet_rows:
-        out += ["", f"FNet (two chained arrays through the on-chip transpose; width={fnet_cfg.width}, "
+        out += [f"FNet (two chained arrays through the on-chip transpose; width={fnet_cfg.width}, "
                 f"lanes={fnet_cfg.lanes}, n_max={fnet_cfg.n_max}, frame_max={fnet_cfg.frame_max}; "
                 "4 frames back to back, half-scale random, bit-exact against sim/butterfly.fnet):", "",
                 "| L×D | PEs (both arrays) | latency | cycles/frame | L·D/lanes | utilization | SQNR vs fft2 |",
@@ -184,18 +234,79 @@ def _markdown(cfg, rows, fnet_cfg, fnet_rows, command):
     return "\n".join(out)
 
 
+def _bffn_markdown(cfg, rows):
+    out = [f"Butterfly FFN (block `bffn`): layer → ReLU → layer on two butterfly-linear arrays "
+           f"chained column to column, no buffer between them (width={cfg.width}, "
+           f"twiddle_bits={cfg.twiddle_bits}, lanes={cfg.lanes}, n_max={cfg.n_max}). "
+           f"{TRANSFORMS} rows back to back at full rate, Gaussian weights σ = 0.7 written for "
+           "both layers through the one weight stream first, stage shifts calibrated on each "
+           "batch by the host (layer 2 on the ReLU of layer 1); every output bit-exact against "
+           "sim/butterfly.ffn and every cycle count equal to sim/butterfly.ffn_cycles. "
+           "Utilization: 2 · N/2 · log2 N butterflies / (PEs of both arrays × cycles/row). SQNR "
+           "against relu(x @ B1.T) @ B2.T in float: half-scale random rows, and MiniLM-L6 hidden "
+           "states (layer 3, flattened, cut into N-sample rows).", "",
+           "| N | PEs (both arrays) | latency | cycles/row | N/lanes | utilization | shifts "
+           "(layer 1; layer 2) | SQNR random | SQNR MiniLM |",
+           "|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for r in rows:
+        shifts = "; ".join(str(s) for s in r["shifts"])
+        out.append(f"| {r['n']} | {r['pes']} | {r['latency']} | {r['cycles']:.1f} | "
+                   f"{r['limit']:.0f} | {r['utilization']:.1%} | {shifts} | "
+                   f"{r['sqnr_random']:.1f} dB | {r['sqnr_minilm']:.1f} dB |")
+    out.append("")
+    return "\n".join(out)
+
+
+def _part(name, body, command=None):
+    """One part of the section between its markers (headed by the command when given)."""
+    head = f"Command: `{command}`\n\n" if command else ""
+    return f"<!-- bench:butterfly-{name} -->\n{head}{body}\n<!-- /bench:butterfly-{name} -->"
+
+
 def main(cfg, args):
-    """``attnforge bench butterfly`` (args: sim, lengths, output; FPGA builds are not run here)."""
+    """``attnforge bench butterfly`` (args: sim, lengths, only, output; FPGA builds are not run
+    here)."""
     command = "attnforge " + " ".join(sys.argv[1:])
-    lengths = getattr(args, "lengths", None) or (64, 256, 1024)
-    rows = butterfly_bench(cfg, sim=args.sim, lengths=lengths)
-    fnet_cfg = dataclasses.replace(cfg, n_max=64, frame_max=4096)
-    fnet_rows = fnet_bench(fnet_cfg, [(64, 64), (16, 64)], sim=args.sim)
+    only = getattr(args, "only", None)
+    if only is not None and only not in PARTS:
+        raise SystemExit(f"error: --only {only} is not a part of the butterfly benchmark: "
+                         f"expected one of {', '.join(PARTS)}")
+    parts = {}
+    if only in (None, "fft"):
+        lengths = getattr(args, "lengths", None) or (64, 256, 1024)
+        rows = butterfly_bench(cfg, sim=args.sim, lengths=lengths)
+        parts["fft"] = _fft_markdown(cfg, rows)
+    if only in (None, "fnet"):
+        fnet_cfg = dataclasses.replace(cfg, n_max=64, frame_max=4096)
+        parts["fnet"] = _fnet_markdown(fnet_cfg, fnet_bench(fnet_cfg, [(64, 64), (16, 64)],
+                                                            sim=args.sim))
+    if only in (None, "bffn"):
+        ffn_cfg = dataclasses.replace(cfg, n_max=max(FFN_LENGTHS), linear=1)
+        parts["bffn"] = _bffn_markdown(ffn_cfg, bffn_bench(ffn_cfg, sim=args.sim))
     if not args.skip_fpga:
         log("FPGA builds of the butterfly array are not part of this benchmark yet "
             "(use `attnforge fpga butterfly --board …`)")
-    markdown = _markdown(cfg, rows, fnet_cfg, fnet_rows, command)
-    print(markdown)
+    if only is None:
+        markdown = "\n".join(_part(name, parts[name], command) for name in PARTS)
+        print(markdown)
+        if args.output:
+            replace_section(args.output, "butterfly", markdown)
+            log(f"wrote the butterfly section of {args.output}")
+        return
+    print(parts[only])
     if args.output:
-        replace_section(args.output, "butterfly", markdown)
-        log(f"wrote the butterfly section of {args.output}")
+        _replace_part(args.output, only, f"Command: `{command}`\n\n{parts[only]}")
+        log(f"wrote the butterfly-{only} part of {args.output}")
+
+
+def _replace_part(path, name, body):
+    """Rewrite one part's markers inside the butterfly section (added at its end if missing)."""
+    from pathlib import Path
+    text = Path(path).read_text() if Path(path).exists() else ""
+    begin, end = "<!-- bench:butterfly -->", "<!-- /bench:butterfly -->"
+    if f"<!-- bench:butterfly-{name} -->" not in text:
+        if begin not in text:
+            replace_section(path, "butterfly", _part(name, ""))
+        else:
+            Path(path).write_text(text.replace(end, _part(name, "") + "\n" + end, 1))
+    replace_section(path, f"butterfly-{name}", body)

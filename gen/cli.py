@@ -346,6 +346,9 @@ def build_parser():
                      help="nextpnr seeds per board (default: 1)")
     sub.add_argument("--lengths", type=int, nargs="+", default=None, metavar="N",
                      help="vector lengths to measure (default: the benchmark's)")
+    sub.add_argument("--only", metavar="PART", default=None,
+                     help="run one part of the benchmark and rewrite only its markers "
+                          "(butterfly: fft, fnet or bffn; default: all)")
     sub.add_argument("--output", metavar="FILE.md", default=None,
                      help="markdown file whose section for this block is written (default: none)")
 
