@@ -259,30 +259,43 @@ class QKBlock(wiring.Component):
         # have left. Summarization rows read the same bank, up to ROW_SLOTS of them in flight.
         row_ok = Mux(replay, 1, (next_row != received) &
                      (in_flight(next_row) < Mux(generation, cfg.key_banks, ROW_SLOTS)))
-        go = (active & ~dispatching & ~q_valid & tags.w_rdy & row_ok & (there | ~fetching))
-        start_fetch = Signal()
-        m.d.comb += [
-            start_fetch.eq(go & ~there),
-            tags.w_en.eq(go),
-            tags.w_data.eq(Cat(want_row, want_plane, epoch)),
-        ]
         squash = Signal()
+        # The choice is registered and carried out the next cycle (``go``): the bookkeeping
+        # above is too deep to also drive the thousands of registers a launch loads. A squash
+        # in the choosing cycle cancels the choice.
+        go = Signal()
+        chosen = Signal(data.StructLayout({"row": unsigned(ROW_BITS), "plane": 1,
+                                           "bank": len(fetch_bank), "fetch": 1, "replay": 1,
+                                           "fresh": 1, "epoch": 1}))
+        choose = (active & ~go & ~dispatching & ~q_valid & tags.w_rdy & row_ok &
+                  (there | ~fetching))
+        m.d.sync += [
+            go.eq(choose & ~squash),
+            chosen.eq(Cat(want_row, want_plane, want_bank, ~there, replay, next_row == frontier, epoch)),
+        ]
+        start_fetch = Signal()
+        slot_chosen = chosen.row[:slot_bits]
+        m.d.comb += [
+            start_fetch.eq(go & chosen.fetch),
+            tags.w_en.eq(go),
+            tags.w_data.eq(Cat(chosen.row, chosen.plane, chosen.epoch)),
+        ]
         with m.If(go):
-            m.d.sync += [dispatching.eq(1), plane.eq(want_plane), bank.eq(want_bank), word.eq(0),
-                         q_valid.eq(1), q_payload.eq(ring[want_row[:slot_bits]])]
-            with m.If(replay):
+            m.d.sync += [dispatching.eq(1), plane.eq(chosen.plane), bank.eq(chosen.bank), word.eq(0),
+                         q_valid.eq(1), q_payload.eq(ring[slot_chosen])]
+            with m.If(chosen.replay):
                 m.d.sync += replay.eq(0)
             with m.Else():
-                m.d.sync += next_row.eq(next_row + 1)
-                with m.If(next_row == frontier):      # a row's first pass: its counts start
+                m.d.sync += next_row.eq(chosen.row + 1)
+                with m.If(chosen.fresh):              # a row's first pass: its counts start
                     m.d.sync += frontier.eq(frontier + 1)
                     for p in PLANES:
-                        m.d.sync += row_bytes[want_row[:slot_bits]][p].eq(0)
+                        m.d.sync += row_bytes[slot_chosen][p].eq(0)
         with m.If(start_fetch):
-            m.d.sync += [fetching.eq(1), fetch_plane.eq(want_plane), fetch_bank.eq(want_bank),
-                         fetch_owner.eq(want_row[:slot_bits]), progress[want_plane].eq(0),
-                         held[want_plane][want_bank].eq(1), done[want_plane][want_bank].eq(0),
-                         holder[want_plane][want_bank].eq(want_row)]
+            m.d.sync += [fetching.eq(1), fetch_plane.eq(chosen.plane), fetch_bank.eq(chosen.bank),
+                         fetch_owner.eq(slot_chosen), progress[chosen.plane].eq(0),
+                         held[chosen.plane][chosen.bank].eq(1), done[chosen.plane][chosen.bank].eq(0),
+                         holder[chosen.plane][chosen.bank].eq(chosen.row)]
 
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
         def buffer(bits, signed_):
@@ -379,7 +392,18 @@ class QKBlock(wiring.Component):
                 m.d.sync += [fetching.eq(0), done[fetch_plane][fetch_bank].eq(1)]
 
         # ---- Out: keep the current epoch's rows, drop squashed and low-confidence passes ---
-        beat = dp.o.payload
+        # A small FIFO first, so the softmax's output ready (its normalize pipeline's clock
+        # enable) comes from a register, not from the decision below.
+        m.submodules.out_fifo = out_fifo = SyncFIFOBuffered(width=len(dp.o.payload.as_value()), depth=4)
+        m.d.comb += [
+            out_fifo.w_data.eq(dp.o.payload),
+            out_fifo.w_en.eq(dp.o.valid),
+            dp.o.ready.eq(out_fifo.w_rdy),
+        ]
+        prob = stream.Signature(dp.o.payload.shape()).create()
+        m.d.comb += [prob.valid.eq(out_fifo.r_rdy), prob.payload.eq(out_fifo.r_data),
+                     out_fifo.r_en.eq(prob.ready)]
+        beat = prob.payload
         in_row, keep_row = Signal(), Signal()
         current = out_tag.epoch == epoch
         low_confidence = current & (out_tag.plane == MSB) & beat.refetch
@@ -387,8 +411,8 @@ class QKBlock(wiring.Component):
         out = self.o.payload
         slot = out_tag.row[:slot_bits]
         m.d.comb += [
-            self.o.valid.eq(dp.o.valid & keep),
-            dp.o.ready.eq(~keep | self.o.ready),
+            self.o.valid.eq(prob.valid & keep),
+            prob.ready.eq(~keep | self.o.ready),
             out.probs.eq(beat.probs),
             out.alive.eq(beat.alive),
             out.row.eq(out_tag.row),
@@ -397,19 +421,19 @@ class QKBlock(wiring.Component):
             out.msb_bytes.eq(row_bytes[slot][MSB]),
             out.lsb_bytes.eq(row_bytes[slot][LSB]),
             out.last.eq(beat.last),
-            tags.r_en.eq(dp.o.valid & dp.o.ready & beat.last),
-            squash.eq(dp.o.valid & dp.o.ready & ~in_row & low_confidence),
+            tags.r_en.eq(prob.valid & prob.ready & beat.last),
+            squash.eq(prob.valid & prob.ready & ~in_row & low_confidence),
         ]
-        with m.If(dp.o.valid & dp.o.ready):
+        with m.If(prob.valid & prob.ready):
             m.d.sync += [in_row.eq(~beat.last), keep_row.eq(keep)]
-        committed = dp.o.valid & dp.o.ready & beat.last & keep
+        committed = prob.valid & prob.ready & beat.last & keep
         with m.If(committed):
             m.d.sync += commit.eq(commit + 1)
         with m.If(squash):
             m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
 
         # ---- Heads ---------------------------------------------------------------------------
-        head_done = (active & q_done & (commit == received) & ~dispatching & ~q_valid &
+        head_done = (active & q_done & (commit == received) & ~go & ~dispatching & ~q_valid &
                      ~tags.r_rdy & ~fetching)
         m.d.comb += self.head.ready.eq(~active)
         with m.If(head_done):
@@ -430,7 +454,7 @@ class QKBlock(wiring.Component):
             with m.If(committed):
                 m.d.sync += [self.rows.eq(self.rows + 1),
                              self.refetched.eq(self.refetched + (out_tag.plane == LSB))]
-            with m.If(dp.o.valid & dp.o.ready & ~in_row & ~current):
+            with m.If(prob.valid & prob.ready & ~in_row & ~current):
                 m.d.sync += self.squashed.eq(self.squashed + 1)
             with m.If(active):
                 m.d.sync += self.cycles.eq(self.cycles + 1)
