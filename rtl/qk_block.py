@@ -297,6 +297,18 @@ class QKBlock(wiring.Component):
                          held[chosen.plane][chosen.bank].eq(1), done[chosen.plane][chosen.bank].eq(0),
                          holder[chosen.plane][chosen.bank].eq(chosen.row)]
 
+        # The head's alive flags, ``L`` a word, copied into a memory beside the Key buffer
+        # while the head starts (a word a cycle, from a shift register), so a pass reads them
+        # with its keys instead of through an n_max-to-L multiplexer.
+        m.submodules.alive_mem = alive_mem = memory.Memory(shape=unsigned(L), depth=words, init=[])
+        alive_wr, alive_rd = alive_mem.write_port(), alive_mem.read_port()
+        alive_words = Signal(range(words + 1))      # words copied so far
+        alive_bits = Signal(cfg.n_max)              # the flags still to copy, next word lowest
+        m.d.comb += [alive_wr.addr.eq(alive_words), alive_wr.data.eq(alive_bits[:L]),
+                     alive_wr.en.eq(alive_words != words)]
+        with m.If(alive_words != words):
+            m.d.sync += [alive_words.eq(alive_words + 1), alive_bits.eq(alive_bits >> L)]
+
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
         def buffer(bits, signed_):
             return memory.Memory(shape=data.ArrayLayout(plane_row(cfg, bits, signed_), L),
@@ -304,36 +316,31 @@ class QKBlock(wiring.Component):
         m.submodules.msb_mem = msb_mem = buffer(cfg.msb_bits, True)
         m.submodules.lsb_mem = lsb_mem = buffer(cfg.lsb_bits, False)
         msb_rd, lsb_rd = msb_mem.read_port(), lsb_mem.read_port()
-        k_valid, k_alive, k_last, k_full = Signal(), Signal(L), Signal(), Signal()
+        k_valid, k_in_range, k_last, k_full = Signal(), Signal(L), Signal(), Signal()
         advance = ~k_valid | dp.i.ready
 
         def word_there(p):
             in_progress = fetching & (fetch_plane == p) & (fetch_bank == bank) & (word < progress[p])
             return done[p][bank] | in_progress
-        send = dispatching & advance & word_there(MSB) & ((plane == MSB) | word_there(LSB))
+        send = (dispatching & advance & (word < alive_words) & word_there(MSB) &
+                ((plane == MSB) | word_there(LSB)))
         in_range = Cat(((word << lane_bits) + lane) < n_keys for lane in range(L))
-        # The pass's alive flags, ``L`` a word: a shift register loaded at the pass's start
-        # (a register per key, where an n_max-to-L multiplexer on ``word`` limited Fmax).
-        pass_alive = Signal(cfg.n_max)
-        with m.If(go):
-            m.d.sync += pass_alive.eq(alive)
         read_addr = Cat(word[:word_bits], bank[:bank_bits])
         m.d.comb += [
-            msb_rd.addr.eq(read_addr), lsb_rd.addr.eq(read_addr),
-            msb_rd.en.eq(advance), lsb_rd.en.eq(advance),
+            msb_rd.addr.eq(read_addr), lsb_rd.addr.eq(read_addr), alive_rd.addr.eq(word),
+            msb_rd.en.eq(advance), lsb_rd.en.eq(advance), alive_rd.en.eq(advance),
             dp.i.valid.eq(k_valid),
             dp.i.payload.msb.eq(msb_rd.data),
             dp.i.payload.lsb.eq(lsb_rd.data),
             dp.i.payload.full.eq(k_full),
-            dp.i.payload.alive.eq(k_alive),
+            dp.i.payload.alive.eq(alive_rd.data & k_in_range),
             dp.i.payload.last.eq(k_last),
         ]
         with m.If(advance):
             m.d.sync += k_valid.eq(send)
         with m.If(send):
             m.d.sync += [
-                k_alive.eq(pass_alive[:L] & in_range),
-                pass_alive.eq(pass_alive >> L),
+                k_in_range.eq(in_range),
                 k_last.eq(word == beats - 1),
                 k_full.eq(plane == LSB),
                 word.eq(word + 1),
@@ -351,14 +358,20 @@ class QKBlock(wiring.Component):
             m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0), scan_alive.eq(alive)]
         found = scanning & scan_alive[0]
         # The pending index goes out once the next alive key is found (``last`` = 0) or the
-        # scan has ended (``last`` = 1).
+        # scan has ended (``last`` = 1), through a small FIFO: the fetcher's ready never
+        # reaches the scan's shift register.
+        m.submodules.indices = indices = SyncFIFOBuffered(width=len(fetcher.i.payload.as_value()), depth=4)
+        index = data.View(fetcher.i.payload.shape(), indices.w_data)
         m.d.comb += [
-            fetcher.i.valid.eq(pending_valid & (found | ~scanning)),
-            fetcher.i.payload.index.eq(pending),
-            fetcher.i.payload.plane.eq(fetch_plane),
-            fetcher.i.payload.last.eq(~scanning),
+            indices.w_en.eq(pending_valid & (found | ~scanning)),
+            index.index.eq(pending),
+            index.plane.eq(fetch_plane),
+            index.last.eq(~scanning),
+            fetcher.i.valid.eq(indices.r_rdy),
+            fetcher.i.payload.eq(indices.r_data),
+            indices.r_en.eq(fetcher.i.ready),
         ]
-        sent = fetcher.i.valid & fetcher.i.ready
+        sent = indices.w_en & indices.w_rdy
         with m.If(sent & ~scanning):
             m.d.sync += pending_valid.eq(0)
         with m.If(scanning & (~found | ~pending_valid | sent)):
@@ -443,7 +456,7 @@ class QKBlock(wiring.Component):
                 active.eq(1), head.eq(self.head.payload),
                 beats.eq((self.head.payload.n_keys + L - 1) >> lane_bits),
                 received.eq(0), q_done.eq(0), next_row.eq(0), frontier.eq(0), commit.eq(0),
-                replay.eq(0),
+                replay.eq(0), alive_words.eq(0), alive_bits.eq(self.head.payload.alive),
                 *(held[p][b].eq(0) for p in PLANES for b in range(cfg.key_banks)),
             ]
 
