@@ -223,13 +223,21 @@ class QKBlock(wiring.Component):
         fetch_bank = Signal(max(1, bank_bits))
         fetch_owner = Signal(slot_bits)
 
-        # ---- Queries: a ring of ROW_SLOTS rows between intake and commit -------------------
+        # ---- Queries: a holding register, then a ring of ROW_SLOTS rows until commit --------
+        # ``q.ready`` and the ring's write enables come from registers: ``ring_used`` counts
+        # the rows between intake and commit.
         ring = Array(Signal(query_layout(cfg), name=f"query{s}") for s in range(ROW_SLOTS))
-        m.d.comb += self.q.ready.eq(active & ~q_done & (in_flight(received) < ROW_SLOTS))
+        held_q, held_q_valid = Signal(query_layout(cfg)), Signal()
+        ring_used = Signal(range(ROW_SLOTS + 1))
+        m.d.comb += self.q.ready.eq(active & ~q_done & ~held_q_valid)
         with m.If(self.q.valid & self.q.ready):
-            m.d.sync += [ring[received[:slot_bits]].eq(self.q.payload.q), received.eq(received + 1)]
+            m.d.sync += [held_q.eq(self.q.payload.q), held_q_valid.eq(1)]
             with m.If(self.q.payload.last):
                 m.d.sync += q_done.eq(1)
+        to_ring = held_q_valid & (ring_used != ROW_SLOTS)
+        with m.If(to_ring):
+            m.d.sync += [ring[received[:slot_bits]].eq(held_q), received.eq(received + 1),
+                         held_q_valid.eq(0)]
 
         # ---- Per-row bytes: what each row in flight caused to be read -----------------------
         row_bytes = Array(Array(Signal(count_bits, name=f"row{s}_{p}_bytes") for p in ("msb", "lsb"))
@@ -442,11 +450,12 @@ class QKBlock(wiring.Component):
         committed = prob.valid & prob.ready & beat.last & keep
         with m.If(committed):
             m.d.sync += commit.eq(commit + 1)
+        m.d.sync += ring_used.eq(ring_used + to_ring - committed)
         with m.If(squash):
             m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
 
         # ---- Heads ---------------------------------------------------------------------------
-        head_done = (active & q_done & (commit == received) & ~go & ~dispatching & ~q_valid &
+        head_done = (active & q_done & ~held_q_valid & (commit == received) & ~go & ~dispatching & ~q_valid &
                      ~tags.r_rdy & ~fetching)
         m.d.comb += self.head.ready.eq(~active)
         with m.If(head_done):
@@ -456,7 +465,7 @@ class QKBlock(wiring.Component):
                 active.eq(1), head.eq(self.head.payload),
                 beats.eq((self.head.payload.n_keys + L - 1) >> lane_bits),
                 received.eq(0), q_done.eq(0), next_row.eq(0), frontier.eq(0), commit.eq(0),
-                replay.eq(0), alive_words.eq(0), alive_bits.eq(self.head.payload.alive),
+                replay.eq(0), alive_words.eq(0), alive_bits.eq(self.head.payload.alive), ring_used.eq(0),
                 *(held[p][b].eq(0) for p in PLANES for b in range(cfg.key_banks)),
             ]
 
