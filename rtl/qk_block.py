@@ -324,8 +324,12 @@ class QKBlock(wiring.Component):
         m.submodules.msb_mem = msb_mem = buffer(cfg.msb_bits, True)
         m.submodules.lsb_mem = lsb_mem = buffer(cfg.lsb_bits, False)
         msb_rd, lsb_rd = msb_mem.read_port(), lsb_mem.read_port()
+        # Two stages under one enable: the block-RAM read (with its word's flags beside it),
+        # then a fabric register, so no path runs from a block RAM's output into the
+        # multipliers' operand registers.
         k_valid, k_in_range, k_last, k_full = Signal(), Signal(L), Signal(), Signal()
-        advance = ~k_valid | dp.i.ready
+        d_valid, d_beat = Signal(), Signal(dp.i.payload.shape())
+        advance = ~d_valid | dp.i.ready
 
         def word_there(p):
             in_progress = fetching & (fetch_plane == p) & (fetch_bank == bank) & (word < progress[p])
@@ -337,15 +341,19 @@ class QKBlock(wiring.Component):
         m.d.comb += [
             msb_rd.addr.eq(read_addr), lsb_rd.addr.eq(read_addr), alive_rd.addr.eq(word),
             msb_rd.en.eq(advance), lsb_rd.en.eq(advance), alive_rd.en.eq(advance),
-            dp.i.valid.eq(k_valid),
-            dp.i.payload.msb.eq(msb_rd.data),
-            dp.i.payload.lsb.eq(lsb_rd.data),
-            dp.i.payload.full.eq(k_full),
-            dp.i.payload.alive.eq(alive_rd.data & k_in_range),
-            dp.i.payload.last.eq(k_last),
+            dp.i.valid.eq(d_valid),
+            dp.i.payload.eq(d_beat),
         ]
         with m.If(advance):
-            m.d.sync += k_valid.eq(send)
+            m.d.sync += [
+                k_valid.eq(send),
+                d_valid.eq(k_valid),
+                d_beat.msb.eq(msb_rd.data),
+                d_beat.lsb.eq(lsb_rd.data),
+                d_beat.full.eq(k_full),
+                d_beat.alive.eq(alive_rd.data & k_in_range),
+                d_beat.last.eq(k_last),
+            ]
         with m.If(send):
             m.d.sync += [
                 k_in_range.eq(in_range),
