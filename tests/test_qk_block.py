@@ -33,10 +33,12 @@ def test_regression(simulator, build_root, seed):
     print(bench.regression(SMALL, seed, sim=simulator, build_root=build_root))
 
 
-@pytest.mark.parametrize("banks", [1, 4])
-def test_key_banks(build_root, banks):
-    """One bank (generation rows one at a time) and four (four rows' fetches overlapping)."""
-    cfg = dataclasses.replace(SMALL, key_banks=banks)
+@pytest.mark.parametrize("change", [dict(key_banks=1), dict(key_banks=4), dict(msb_bits=4)],
+                         ids=["one-bank", "four-banks", "msb4"])
+def test_other_configurations(build_root, change):
+    """One Key buffer bank (generation rows one at a time), four (four rows' fetches
+    overlapping), and 4+4 keys (the narrowest MSB plane)."""
+    cfg = dataclasses.replace(SMALL, **change)
     print(bench.regression(cfg, 4, sim="verilator", build_root=build_root))
 
 
