@@ -55,10 +55,8 @@ class ButterflyConfig(BlockConfig):
     SHIFT_MIN = -4
     SHIFT_MAX = 3
     #: cycles from a PE input handshake to its output beat when never stalled:
-    #: operand register (fabric) → the multiplier's operand and product registers (inside
-    #: an ECP5 MULT18X18D) and a fabric register after it → sum of products → sum with
-    #: x0 and the rounding constant → output (shift, saturation)
-    PE_LATENCY = 7
+    #: operand register (DSP inputs) → product register (DSP output) → sum register → output
+    PE_LATENCY = 4
     #: real multipliers per PE: 4 (complex product wr·xr − wi·xi, wr·xi + wi·xr, or a real
     #: 2×2 a·x0, b·x1, c·x0, d·x1)
     MULTIPLIERS_PER_PE = 4

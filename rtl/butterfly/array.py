@@ -30,9 +30,9 @@ Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
   port per PE.
 * Latency (registers from the input to the reorder buffer, :func:`attnforge.sim.butterfly.
   fft_array_pipeline`): ``1 + Σ`` active exchange delays ``+ (1 + PE_LATENCY)`` per active
-  column ``+ 1`` per bypassed one, about ``1.5·N/P + 8·log2(n_max)``. A transform's last
+  column ``+ 1`` per bypassed one, about ``1.5·N/P + 5·log2(n_max)``. A transform's last
   output handshake comes ``2·N/P + pipeline`` cycles after its first input handshake (e.g.
-  ``P = 8``, ``N = n_max = 64``: 16 + 60); :func:`attnforge.sim.butterfly.fft_array_cycles`
+  ``P = 8``, ``N = n_max = 64``: 16 + 42); :func:`attnforge.sim.butterfly.fft_array_cycles`
   replays the cycles exactly, length changes included.
 
 Transform length
@@ -97,7 +97,7 @@ between them: a real transform leaves the last PE column in the final slot order
   output is in natural order through its reorder buffer, like any array's.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -332,10 +332,9 @@ class _Column(wiring.Component):
         pe_out = [None] * P
         for n, (l0, l1) in enumerate(pairs):
             pe = ButterflyPE(cfg)
-            m.submodules[f"pe{n}"] = pe
+            m.submodules[f"pe{n}"] = EnableInserter(en)(pe)
             wr, wi = twiddles[n]
             m.d.comb += [
-                pe.ce.eq(en),
                 pe.i.valid.eq(1),
                 pe.i.payload.x0.eq(reg.data[l0]),
                 pe.i.payload.x1.eq(reg.data[l1]),
