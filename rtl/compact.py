@@ -184,7 +184,8 @@ class ZeroEliminator(wiring.Component):
 class Packer(wiring.Component):
     """Join compacted beats of up to ``width_in`` elements into words of ``width_out``.
 
-    A ring of ``2 * width_in`` entries: beats enter at the tail (rotated into place),
+    A ring of ``depth`` entries (``2 * width_in`` unless given): beats enter at the tail
+    (rotated into place),
     words leave from the head. A word leaves once more elements are known to follow it,
     or at the end of the vector, so the vector's ``last`` word always has ``count ≥ 1``
     (unless the vector kept nothing at all: then one empty ``last`` word).
@@ -193,8 +194,10 @@ class Packer(wiring.Component):
     of the tail) and written into the ring in the third, so neither half of the wide
     rotation shares a cycle with the other or with the ring's write enables.
     ``i.ready`` depends only on the packer's own registers (there must be room for a full
-    beat: at most ``width_in`` entries held), never on the offered beat or on ``o.ready``,
-    so no ready path runs through it. With
+    beat: at most ``depth - width_in`` entries held), never on the offered beat or on
+    ``o.ready``, so no ready path runs through it. A deeper ring lets a stream that keeps
+    about ``width_out`` entries a beat flow without stalls while beats are in the rotation
+    stages. With
     ``always_ready``, the consumer promises to hold ``o.ready`` high and ``i.ready`` is
     constant: with ``width_in == width_out`` the ring then never overflows, provided a
     vector's last beat is followed by at least four idle cycles.
@@ -204,6 +207,8 @@ class Packer(wiring.Component):
     elem_shape : shape-like
     width_in, width_out : int
         Powers of two, ``width_out ≤ width_in``.
+    depth : int
+        Ring entries, a power of two ``≥ 2 * width_in`` (default ``2 * width_in``).
 
     Attributes
     ----------
@@ -211,8 +216,11 @@ class Packer(wiring.Component):
     o : Out(stream) of :func:`dense_beat` ``(width_out)``
     """
 
-    def __init__(self, elem_shape, width_in, width_out, *, always_ready=False):
+    def __init__(self, elem_shape, width_in, width_out, *, depth=None, always_ready=False):
         exact_log2(width_in), exact_log2(width_out)
+        depth = 2 * width_in if depth is None else depth
+        if depth < 2 * width_in or depth & (depth - 1):
+            raise ValueError(f"depth ({depth}) must be a power of two ≥ 2 × width_in ({2 * width_in})")
         if width_out > width_in:
             raise ValueError(f"width_out ({width_out}) must not exceed width_in ({width_in})")
         if always_ready and width_out != width_in:
@@ -221,6 +229,7 @@ class Packer(wiring.Component):
         self._elem_shape = elem_shape
         self._width_in = width_in
         self._width_out = width_out
+        self._depth = depth
         super().__init__({
             "i": In(stream.Signature(dense_beat(elem_shape, width_in))),
             "o": Out(stream.Signature(dense_beat(elem_shape, width_out))),
@@ -229,7 +238,7 @@ class Packer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         win, wout = self._width_in, self._width_out
-        size = 2 * win
+        size = self._depth
         ring = Signal(data.ArrayLayout(self._elem_shape, size))
         tail = Signal(range(size))     # where the next accepted beat goes
         head = Signal(range(size))

@@ -357,9 +357,14 @@ class TopK(wiring.Component):
             "word": range(cfg.words), "present": range(C + 1), "first": 1, "last": 1,
             "threshold": signed(W), "ties": count,
         })
+        # The hand-over: a SELECTED slot's parameters are copied into the emit registers the
+        # cycle before its first read, so the read control below sees registers only (the
+        # slot multiplexers fed it directly and were the engine's critical path).
         emit_slot = Signal(range(3))
         emitting = Signal()            # words of emit_slot are being read
-        emit_word = Signal(range(cfg.words + 1))
+        emit_word = Signal(range(cfg.words))
+        emit_first = Signal()          # emit_word is the vector's first word
+        emit_final = Signal()          # emit_word is the vector's last word
         emit_last_word = Signal(range(cfg.words))
         emit_tail = Signal(range(C + 1))
         emit_threshold = Signal(signed(W))
@@ -369,44 +374,45 @@ class TopK(wiring.Component):
         m.submodules.eliminator = eliminator = ZeroEliminator(entry, C)
         m.submodules.emit_fifo = emit_fifo = SyncFIFOBuffered(
             width=Shape.cast(eliminator.o.payload.shape()).width, depth=cfg.EMIT_FIFO_DEPTH)
-        m.submodules.packer = packer = Packer(entry, C, L)
+        m.submodules.packer = packer = Packer(entry, C, L, depth=cfg.emit_packer_depth)
 
-        starting = ~emitting & (state[emit_slot] == SELECTED)
-        issue = (credits != 0) & (emitting | starting)
+        pad = cfg.key_bits - W
+        with m.If(~emitting & (state[emit_slot] == SELECTED)):
+            key = slot_threshold[emit_slot]
+            m.d.sync += [
+                emitting.eq(1),
+                emit_word.eq(0),
+                emit_first.eq(1),
+                emit_final.eq(slot_last_word[emit_slot] == 0),
+                emit_last_word.eq(slot_last_word[emit_slot]),
+                emit_tail.eq(slot_tail[emit_slot]),
+                emit_threshold.eq(Cat(key[pad:pad + W - 1], ~key[cfg.key_bits - 1])),
+                emit_ties.eq(slot_ties[emit_slot]),
+            ]
+        issue = (credits != 0) & emitting
         popped = emit_fifo.r_rdy & emit_fifo.r_en
         m.d.sync += credits.eq(credits - issue + popped)
-        word_here = Mux(starting, 0, emit_word)
-        final_word = word_here == Mux(starting, slot_last_word[emit_slot], emit_last_word)
-        tail_here = Mux(starting, slot_tail[emit_slot], emit_tail)
-        key_here = slot_threshold[emit_slot]
-        pad = cfg.key_bits - W
-        threshold_here = Cat(key_here[pad:pad + W - 1], ~key_here[cfg.key_bits - 1])
-        m.d.comb += emit_port.addr.eq(Cat(word_here[:word_bits], emit_slot))
+        m.d.comb += emit_port.addr.eq(Cat(emit_word[:word_bits], emit_slot))
         read = Signal(word_info)
         read_full = Signal()
         m.d.sync += [
             read_full.eq(issue),
-            read.word.eq(word_here),
-            read.present.eq(Mux(final_word, tail_here, C)),
-            read.first.eq(starting),
-            read.last.eq(final_word),
-            read.threshold.eq(Mux(starting, threshold_here, emit_threshold)),
-            read.ties.eq(Mux(starting, slot_ties[emit_slot], emit_ties)),
+            read.word.eq(emit_word),
+            read.present.eq(Mux(emit_final, emit_tail, C)),
+            read.first.eq(emit_first),
+            read.last.eq(emit_final),
+            read.threshold.eq(emit_threshold),
+            read.ties.eq(emit_ties),
         ]
         with m.If(issue):
-            m.d.sync += emit_word.eq(word_here + 1)
-            with m.If(starting):
-                m.d.sync += [
-                    emitting.eq(1),
-                    emit_last_word.eq(slot_last_word[emit_slot]),
-                    emit_tail.eq(slot_tail[emit_slot]),
-                    emit_threshold.eq(threshold_here),
-                    emit_ties.eq(slot_ties[emit_slot]),
-                ]
-            with m.If(final_word):
+            m.d.sync += [
+                emit_word.eq(emit_word + 1),
+                emit_first.eq(0),
+                emit_final.eq(emit_word + 1 == emit_last_word),
+            ]
+            with m.If(emit_final):
                 m.d.sync += [
                     emitting.eq(0),
-                    emit_word.eq(0),
                     state[emit_slot].eq(FREE),
                     emit_slot.eq(next_slot(emit_slot)),
                 ]

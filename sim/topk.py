@@ -164,10 +164,10 @@ def cycles(scores, k, cfg=TopKConfig()):
     sel_done = None                       # cycle of the running vector's final resolve
     emit_vec = emit_slot = emit_word = 0
     emitting = False
-    # The emit pipeline: read, fetched, compared, classified, decided, the zero eliminator's
-    # three stages, then a FIFO (entries readable two cycles after their write, one cycle
-    # after the previous entry's read) that the packer drains; a word is read only with one
-    # of its credits.
+    # The emit pipeline: a hand-over cycle loads a SELECTED slot, then read, fetched,
+    # compared, classified, decided, the zero eliminator's three stages, then a FIFO
+    # (entries readable two cycles after their write, one cycle after the previous entry's
+    # read) that the packer drains; a word is read only with one of its credits.
     # Each stage holds (kept, last) of a word, or None.
     read = fetched = compared = classed = decided = stage1 = stage2 = stage3 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
@@ -203,7 +203,7 @@ def cycles(scores, k, cfg=TopKConfig()):
         shifted_count, shifted_last = shifted if shifted is not None else (0, False)
         head_ready = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop
         packer_ready = (not ending and not placed_last and not shifted_last
-                        and fill + placed_count + shifted_count <= C)
+                        and fill + placed_count + shifted_count <= cfg.emit_packer_depth - C)
         popped = head_ready and packer_ready
         given, next_ending = placed_count, ending or placed_last
         placed, shifted = shifted, None
@@ -214,17 +214,17 @@ def cycles(scores, k, cfg=TopKConfig()):
             last_out[out_vec] = cycle
             out_vec += 1
             next_ending = False
-        starting = not emitting and state[emit_slot] == SELECTED
         issued = None
-        if credits and (emitting or starting):
-            word = 0 if starting else emit_word
-            final = word == len(kept[emit_vec]) - 1
-            issued = (int(kept[emit_vec][word]), final)
-            emitting, emit_word = True, word + 1
+        if emitting and credits:
+            final = emit_word == len(kept[emit_vec]) - 1
+            issued = (int(kept[emit_vec][emit_word]), final)
+            emit_word += 1
             if final:
                 updates.append((emit_slot, FREE))
-                emitting, emit_word = False, 0
+                emitting = False
                 emit_slot, emit_vec = (emit_slot + 1) % 3, emit_vec + 1
+        elif not emitting and state[emit_slot] == SELECTED:
+            emitting, emit_word = True, 0          # the hand-over cycle: parameters loaded
         credits += int(popped) - int(issued is not None)
         if stage3 is not None:
             queue.append((cycle, stage3))

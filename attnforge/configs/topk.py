@@ -52,6 +52,11 @@ class TopKConfig(BlockConfig):
         return self.n_max // self.comparators
 
     @property
+    def emit_packer_depth(self):
+        """Entries of the emit packer's ring: room for a full beat while about ``lanes`` a beat flow."""
+        return self.EMIT_PACKER_RINGS * self.comparators
+
+    @property
     def index_bits(self):
         return max(1, (self.n_max - 1).bit_length())
 
@@ -74,5 +79,7 @@ class TopKConfig(BlockConfig):
     PASS_DRAIN = 9
     #: emit stage: compacted beats between the zero eliminator and the packer (read credits)
     EMIT_FIFO_DEPTH = 10
+    #: emit stage: ring entries of the output packer, in units of ``comparators``
+    EMIT_PACKER_RINGS = 4
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
     LAST_PASS_DRAIN = 4
