@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 from .board import BoardTop
 
-__all__ = ["Board", "BOARDS", "FpgaReport", "build", "parse_report", "tool_paths"]
+__all__ = ["Board", "BOARDS", "CriticalPath", "FpgaReport", "build", "critical_path", "parse_report", "tool_paths"]
 
 
 # -- boards ------------------------------------------------------------------
@@ -206,8 +206,65 @@ class FpgaReport:
             lines.append(f"{label:<8} {used:>7} {avail:>7} {pct:>5.1f}%")
         return "\n".join(lines)
 
+    def critical_path(self):
+        """The main clock's worst path, summarized (see :func:`critical_path`)."""
+        return critical_path(self.report)
+
     def __str__(self):
-        return self.table()
+        path = self.critical_path()
+        if not path:
+            return self.table()
+        return self.table() + "\n" + path.describe()
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    """nextpnr's worst path of a clock: where it starts and ends, and what it costs."""
+    start: str                  # the launching cell
+    end: str                    # the capturing cell
+    logic_ns: float             # clock-to-out, LUT, carry and setup delays
+    routing_ns: float
+    sources: tuple = ()         # the design's source lines along the path, in order
+
+    @property
+    def total_ns(self):
+        return self.logic_ns + self.routing_ns
+
+    def describe(self):
+        lines = [f"critical path {self.total_ns:.2f} ns (logic {self.logic_ns:.2f}, routing "
+                 f"{self.routing_ns:.2f}): {self.start} -> {self.end}"]
+        lines += [f"  through {source}" for source in self.sources]
+        return "\n".join(lines)
+
+
+def critical_path(report, clock="cd_sync."):
+    """Summarize the worst path in a nextpnr ``--report`` dict (``critical_paths``).
+
+    Picks the path launched and captured by the clock net containing ``clock`` (the
+    longest one otherwise); the sources are the design's own ``file:line`` entries of its
+    routed nets (library cells under ``/share`` left out), each once. ``None`` if the
+    report holds no path.
+    """
+    paths = report.get("critical_paths") or []
+    if not paths:
+        return None
+    total = lambda p: sum(seg.get("delay", 0.0) for seg in p.get("path", []))
+    ours = [p for p in paths if clock in str(p.get("from", "")) and clock in str(p.get("to", ""))]
+    worst = max(ours or paths, key=total)
+    segments = worst.get("path", [])
+    if not segments:
+        return None
+    logic = sum(seg.get("delay", 0.0) for seg in segments if seg.get("type") != "routing")
+    routing = sum(seg.get("delay", 0.0) for seg in segments if seg.get("type") == "routing")
+    sources = []
+    for seg in segments:
+        for source in seg.get("sources", []):
+            source = re.sub(r"^.*/(?=(rtl|fpga)/)", "", source)
+            if not source.startswith("/") and source not in sources:
+                sources.append(source)
+    return CriticalPath(start=segments[0]["from"]["cell"], end=segments[-1]["to"]["cell"],
+                        logic_ns=round(logic, 3), routing_ns=round(routing, 3),
+                        sources=tuple(sources))
 
 
 def _used(util, names):

@@ -193,9 +193,9 @@ class Packer(wiring.Component):
     An accepted beat is rotated into place over two cycles (by the low, then the high bits
     of the tail) and written into the ring in the third, so neither half of the wide
     rotation shares a cycle with the other or with the ring's write enables.
-    ``i.ready`` depends only on the packer's own registers (there must be room for a full
-    beat: at most ``depth - width_in`` entries held), never on the offered beat or on
-    ``o.ready``, so no ready path runs through it. A deeper ring lets a stream that keeps
+    ``i.ready`` is a register (set when there will be room for a full beat: at most
+    ``depth - width_in`` entries held), never a function of the offered beat or of
+    ``o.ready`` in the same cycle, so no ready path runs through it. A deeper ring lets a stream that keeps
     about ``width_out`` entries a beat flow without stalls while beats are in the rotation
     stages. With
     ``always_ready``, the consumer promises to hold ``o.ready`` high and ``i.ready`` is
@@ -271,11 +271,19 @@ class Packer(wiring.Component):
             else windows
         m.d.comb += self.o.payload.data.eq(at_head[0])
         taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
-        m.d.comb += self.i.ready.eq(
-            1 if self._always_ready else
-            ~ending & ~placed_last & ~shifted_last & (occupied <= size - win))
         entering = self.i.valid & self.i.ready
         given = Mux(entering, self.i.payload.count, 0)
+        out_last = self.o.valid & self.o.ready & self.o.payload.last
+        if self._always_ready:
+            m.d.comb += self.i.ready.eq(1)
+        else:
+            # Registered: the next cycle's "no vector ending, room for a full beat", from
+            # the next values of the registers it reads, so i.ready leaves a flip-flop.
+            ready = Signal(init=1)
+            ending_next = Mux(out_last, 0, ending | placed_last)
+            m.d.sync += ready.eq(~ending_next & ~shifted_last & ~(entering & self.i.payload.last)
+                                 & (occupied - taken + given <= size - win))
+            m.d.comb += self.i.ready.eq(ready)
 
         # The incoming beat, padded to the ring's size and rotated right by tail over two
         # cycles (the low bits of tail, then the high ones), so neither cycle holds the
@@ -314,7 +322,7 @@ class Packer(wiring.Component):
         ]
         with m.If(placed_last):
             m.d.sync += ending.eq(1)
-        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+        with m.If(out_last):
             # The ring is empty and nothing enters now (i.ready needs ~ending, or the
             # always_ready promise of idle cycles): the next vector starts at entry 0.
             m.d.sync += [ending.eq(0), head.eq(0), tail.eq(0)]

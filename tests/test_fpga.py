@@ -10,7 +10,7 @@ from amaranth.lib.wiring import Flow, In, Out
 from amaranth.sim import Simulator
 
 from attnforge.fpga.board import BoardTop, flatten_ports
-from attnforge.fpga.build import BOARDS, FpgaReport, build, parse_report
+from attnforge.fpga.build import BOARDS, FpgaReport, build, critical_path, parse_report
 
 
 class Mac8(wiring.Component):
@@ -197,6 +197,31 @@ def test_parse_report_ecp5():
            "fmax": {}}
     r2 = parse_report(old, "ulx3s-85f")
     assert (r2.lut, r2.ff, r2.fmax_mhz) == (60, 60, 0.0)
+
+
+def _segment(kind, delay, cell, net=None, sources=()):
+    seg = {"type": kind, "delay": delay, "from": {"cell": cell}, "to": {"cell": cell + "'"}}
+    if net:
+        seg.update(net=net, sources=list(sources))
+    return seg
+
+
+def test_critical_path_summary():
+    clock = "posedge $glbnet$cd_sync.clk"
+    slow = {"from": clock, "to": clock, "path": [
+        _segment("clk-to-q", 0.5, "dut.a"),
+        _segment("routing", 3.0, "dut.a", "dut.a[0]", ["/work/x/rtl/topk.py:10", "/share/lattice/ccu2c_sim.vh:9"]),
+        _segment("logic", 0.4, "dut.lut"),
+        _segment("routing", 2.0, "dut.lut", "dut.b", ["/work/x/rtl/topk.py:12", "/work/x/rtl/topk.py:10"]),
+        _segment("setup", 0.1, "dut.b"),
+    ]}
+    other = {"from": "posedge other", "to": "posedge other", "path": [_segment("logic", 50.0, "x")]}
+    path = critical_path({"critical_paths": [other, slow]})
+    assert (path.logic_ns, path.routing_ns) == (1.0, 5.0)
+    assert path.sources == ("rtl/topk.py:10", "rtl/topk.py:12")
+    assert path.start == "dut.a" and path.end == "dut.b'"
+    assert "6.00 ns" in path.describe() and "rtl/topk.py:12" in path.describe()
+    assert critical_path({}) is None
 
 
 def test_board_registry():
