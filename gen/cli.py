@@ -225,7 +225,7 @@ def cmd_fpga(args):
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    print(report.table())
+    print(report)
     path = out_dir / f"{block.name}-{args.board}.json"
     _atomic_write(path, lambda f: f.write(report.to_json().encode() + b"\n"))
     print(f"report: {path}")

@@ -194,7 +194,7 @@ class Packer(wiring.Component):
     of the tail) and written into the ring in the third, so neither half of the wide
     rotation shares a cycle with the other or with the ring's write enables.
     ``i.ready`` is a register (set when there will be room for a full beat: at most
-    ``depth - width_in`` entries held), never a function of the offered beat or of
+    ``depth - width_in`` entries held, not counting a word leaving in the cycle before), never a function of the offered beat or of
     ``o.ready`` in the same cycle, so no ready path runs through it. A deeper ring lets a stream that keeps
     about ``width_out`` entries a beat flow without stalls while beats are in the rotation
     stages. With
@@ -277,12 +277,13 @@ class Packer(wiring.Component):
         if self._always_ready:
             m.d.comb += self.i.ready.eq(1)
         else:
-            # Registered: the next cycle's "no vector ending, room for a full beat", from
-            # the next values of the registers it reads, so i.ready leaves a flip-flop.
+            # Registered: the next cycle's "no vector ending, room for a full beat", so
+            # i.ready leaves a flip-flop. The room does not count the word leaving this
+            # cycle (o.ready would be on the path): at most one word conservative.
             ready = Signal(init=1)
             ending_next = Mux(out_last, 0, ending | placed_last)
             m.d.sync += ready.eq(~ending_next & ~shifted_last & ~(entering & self.i.payload.last)
-                                 & (occupied - taken + given <= size - win))
+                                 & (occupied + given <= size - win))
             m.d.comb += self.i.ready.eq(ready)
 
         # The incoming beat, padded to the ring's size and rotated right by tail over two

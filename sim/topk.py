@@ -172,6 +172,7 @@ def cycles(scores, k, cfg=TopKConfig()):
     read = fetched = compared = classed = decided = stage1 = stage2 = stage3 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
+    taken_before = 0                       # entries the packer output in the cycle before
     shifted = placed = None                # (kept, last) in the packer's two rotation stages
     cycle = 0
     received = None                        # the slot whose histogram completes this cycle
@@ -203,7 +204,8 @@ def cycles(scores, k, cfg=TopKConfig()):
         shifted_count, shifted_last = shifted if shifted is not None else (0, False)
         head_ready = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop
         packer_ready = (not ending and not placed_last and not shifted_last
-                        and fill + placed_count + shifted_count <= cfg.emit_packer_depth - C)
+                        and fill + placed_count + shifted_count + taken_before
+                        <= cfg.emit_packer_depth - C)
         popped = head_ready and packer_ready
         given, next_ending = placed_count, ending or placed_last
         placed, shifted = shifted, None
@@ -230,7 +232,7 @@ def cycles(scores, k, cfg=TopKConfig()):
             queue.append((cycle, stage3))
         stage3, stage2, stage1, decided, classed, compared, fetched, read = \
             stage2, stage1, decided, classed, compared, fetched, read, issued
-        fill, ending = fill - taken + given, next_ending
+        fill, ending, taken_before = fill - taken + given, next_ending, taken
         for slot, value in updates:
             state[slot] = value
         cycle += 1
