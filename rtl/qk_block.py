@@ -230,14 +230,24 @@ class QKBlock(wiring.Component):
         held_q, held_q_valid = Signal(query_layout(cfg)), Signal()
         ring_used = Signal(range(ROW_SLOTS + 1))
         m.d.comb += self.q.ready.eq(active & ~q_done & ~held_q_valid)
+        with m.If(self.q.ready):            # loads whatever is offered: q.valid is off its enable
+            m.d.sync += held_q.eq(self.q.payload.q)
         with m.If(self.q.valid & self.q.ready):
-            m.d.sync += [held_q.eq(self.q.payload.q), held_q_valid.eq(1)]
+            m.d.sync += held_q_valid.eq(1)
             with m.If(self.q.payload.last):
                 m.d.sync += q_done.eq(1)
+        # The ring slot is written the cycle after the hand-over, by a one-hot register: each
+        # slot's enable leaves a flip-flop (the decode fed hundreds of enables spread over
+        # the chip). ``held_q`` still holds the query then; the row cannot be dispatched
+        # before (the choice is registered).
         to_ring = held_q_valid & (ring_used != ROW_SLOTS)
+        ring_write = Signal(ROW_SLOTS)
+        m.d.sync += ring_write.eq(Mux(to_ring, 1 << received[:slot_bits], 0))
+        for s in range(ROW_SLOTS):
+            with m.If(ring_write[s]):
+                m.d.sync += ring[s].eq(held_q)
         with m.If(to_ring):
-            m.d.sync += [ring[received[:slot_bits]].eq(held_q), received.eq(received + 1),
-                         held_q_valid.eq(0)]
+            m.d.sync += [received.eq(received + 1), held_q_valid.eq(0)]
 
         # ---- Per-row bytes: what each row in flight caused to be read -----------------------
         row_bytes = Array(Array(Signal(count_bits, name=f"row{s}_{p}_bytes") for p in ("msb", "lsb"))
