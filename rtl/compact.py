@@ -209,6 +209,9 @@ class Packer(wiring.Component):
         Powers of two, ``width_out ≤ width_in``.
     depth : int
         Ring entries, a power of two ``≥ 2 * width_in`` (default ``2 * width_in``).
+    output_register : bool
+        ``o`` leaves a register (one cycle more latency): the head's window multiplexer
+        then ends in a flip-flop, not in the consumer's logic.
 
     Attributes
     ----------
@@ -216,7 +219,8 @@ class Packer(wiring.Component):
     o : Out(stream) of :func:`dense_beat` ``(width_out)``
     """
 
-    def __init__(self, elem_shape, width_in, width_out, *, depth=None, always_ready=False):
+    def __init__(self, elem_shape, width_in, width_out, *, depth=None, always_ready=False,
+                 output_register=False):
         exact_log2(width_in), exact_log2(width_out)
         depth = 2 * width_in if depth is None else depth
         if depth < 2 * width_in or depth & (depth - 1):
@@ -226,6 +230,7 @@ class Packer(wiring.Component):
         if always_ready and width_out != width_in:
             raise ValueError(f"always_ready needs width_out == width_in, not {width_out} and {width_in}")
         self._always_ready = always_ready
+        self._output_register = output_register
         self._elem_shape = elem_shape
         self._width_in = width_in
         self._width_out = width_out
@@ -257,11 +262,20 @@ class Packer(wiring.Component):
         shifted_high = Signal(range(size))
         occupied = Signal(range(size + 1))   # fill + both stages' counts: accepted, not yet output
 
+        # The word at the head (``word``), offered as ``o`` or through the output register.
+        word = Signal(dense_beat(self._elem_shape, wout))
+        word_valid, word_ready = Signal(), Signal()
         m.d.comb += [
-            self.o.valid.eq((fill > wout) | ending),
-            self.o.payload.count.eq(Mux(fill > wout, wout, fill)),
-            self.o.payload.last.eq(ending & (fill <= wout)),
+            word_valid.eq((fill > wout) | ending),
+            word.count.eq(Mux(fill > wout, wout, fill)),
+            word.last.eq(ending & (fill <= wout)),
         ]
+        if self._output_register:
+            m.d.comb += word_ready.eq(~self.o.valid | self.o.ready)
+            with m.If(word_ready):
+                m.d.sync += [self.o.valid.eq(word_valid), self.o.payload.eq(word)]
+        else:
+            m.d.comb += [self.o.valid.eq(word_valid), self.o.payload.eq(word), word_ready.eq(self.o.ready)]
         # The word at the head. Every word but a vector's last takes exactly wout entries,
         # and the last one empties the ring, which then restarts at 0: so head is a multiple
         # of wout and the word is one of size/wout aligned windows, not a full rotation.
@@ -269,11 +283,11 @@ class Packer(wiring.Component):
         word_bits = exact_log2(wout)
         at_head = rotate(m, windows, head[word_bits:], left=True, name="head") if len(windows) > 1 \
             else windows
-        m.d.comb += self.o.payload.data.eq(at_head[0])
-        taken = Mux(self.o.valid & self.o.ready, self.o.payload.count, 0)
+        m.d.comb += word.data.eq(at_head[0])
+        taken = Mux(word_valid & word_ready, word.count, 0)
         entering = self.i.valid & self.i.ready
         given = Mux(entering, self.i.payload.count, 0)
-        out_last = self.o.valid & self.o.ready & self.o.payload.last
+        out_last = word_valid & word_ready & word.last
         if self._always_ready:
             m.d.comb += self.i.ready.eq(1)
         else:

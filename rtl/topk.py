@@ -374,7 +374,7 @@ class TopK(wiring.Component):
         m.submodules.eliminator = eliminator = ZeroEliminator(entry, C)
         m.submodules.emit_fifo = emit_fifo = SyncFIFOBuffered(
             width=Shape.cast(eliminator.o.payload.shape()).width, depth=cfg.EMIT_FIFO_DEPTH)
-        m.submodules.packer = packer = Packer(entry, C, L, depth=cfg.emit_packer_depth)
+        m.submodules.packer = packer = Packer(entry, C, L, depth=cfg.emit_packer_depth, output_register=True)
 
         pad = cfg.key_bits - W
         with m.If(~emitting & (state[emit_slot] == SELECTED)):

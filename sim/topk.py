@@ -213,7 +213,7 @@ def cycles(scores, k, cfg=TopKConfig()):
             _, shifted = queue.pop(0)
             last_pop = cycle
         if out_valid and out_last:
-            last_out[out_vec] = cycle
+            last_out[out_vec] = cycle + 1         # through the packer's output register
             out_vec += 1
             next_ending = False
         issued = None

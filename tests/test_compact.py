@@ -69,12 +69,13 @@ def test_zero_eliminator_keeps_order(shape):
     assert got == want
 
 
-@pytest.mark.parametrize("shape, width_in, width_out, always_ready", [
-    (signed(8), 8, 4, False), (ENTRY, 8, 2, False), (signed(8), 4, 4, False), (signed(8), 8, 8, True),
-], ids=["signed-8to4", "struct-8to2", "signed-4to4", "always-ready"])
-def test_packer_joins_beats_per_vector(shape, width_in, width_out, always_ready):
+@pytest.mark.parametrize("shape, width_in, width_out, always_ready, options", [
+    (signed(8), 8, 4, False, {}), (ENTRY, 8, 2, False, {}), (signed(8), 4, 4, False, {}),
+    (signed(8), 8, 8, True, {}), (ENTRY, 8, 4, False, {"depth": 32, "output_register": True}),
+], ids=["signed-8to4", "struct-8to2", "signed-4to4", "always-ready", "deep-registered"])
+def test_packer_joins_beats_per_vector(shape, width_in, width_out, always_ready, options):
     rng = random.Random(width_in * 10 + width_out)
-    dut = Packer(shape, width_in, width_out, always_ready=always_ready)
+    dut = Packer(shape, width_in, width_out, always_ready=always_ready, **options)
     vectors = []
     for _ in range(25):
         beats = [[_random_value(shape, rng) for _ in range(rng.choice([0, 0, 1, width_in, rng.randrange(width_in + 1)]))]
@@ -119,3 +120,4 @@ def test_packer_joins_beats_per_vector(shape, width_in, width_out, always_ready)
         assert [v for word in words for v in word] == flat
         assert all(len(word) == width_out for word in words[:-1])     # dense but for the last
         assert 1 <= len(words[-1]) <= width_out
+
