@@ -74,16 +74,20 @@ def wires(m, values, name):
 def rotate(m, values, amount, *, left, name="rot"):
     """Rotate ``values`` (as raw bits of equal width) by a run-time ``amount``: a barrel shifter.
 
-    Returns unsigned Signals of the common width, whatever the shapes passed in.
+    ``amount`` may also be a list with one (equal) amount per output position, copies of
+    one register that split its fan-out. Returns unsigned Signals of the common width,
+    whatever the shapes passed in.
     """
     size = len(values)
+    amounts = [Value.cast(a) for a in amount] if isinstance(amount, (list, tuple)) \
+        else [Value.cast(amount)] * size
     values = [Value.cast(value).as_unsigned() for value in values]
     widths = {len(value) for value in values}
     if len(widths) != 1:
         raise ValueError(f"rotate() needs values of one width, not {sorted(widths)}")
-    for r in range(min(ceil_log2(size), len(Value.cast(amount)))):
+    for r in range(min(ceil_log2(size), len(amounts[0]))):
         step = 1 << r
-        values = wires(m, [Mux(amount[r], values[(n + step) % size] if left else values[(n - step) % size],
+        values = wires(m, [Mux(amounts[n][r], values[(n + step) % size] if left else values[(n - step) % size],
                                values[n]) for n in range(size)], f"{name}_l{r}_")
     return values
 
@@ -219,6 +223,9 @@ class Packer(wiring.Component):
     o : Out(stream) of :func:`dense_beat` ``(width_out)``
     """
 
+    #: independent copies of the tail counter (each steers a group of ring positions)
+    TAIL_COPIES = 4
+
     def __init__(self, elem_shape, width_in, width_out, *, depth=None, always_ready=False,
                  output_register=False):
         exact_log2(width_in), exact_log2(width_out)
@@ -304,24 +311,33 @@ class Packer(wiring.Component):
         # cycles (the low bits of tail, then the high ones), so neither cycle holds the
         # whole barrel shifter behind the tail register's fan-out. Only the valid bits
         # depend on the handshake (the data registers load every cycle).
+        # The tail is kept in TAIL_COPIES counters that step alike (not one register with
+        # copies, which synthesis would merge); each steers a contiguous group of ring
+        # positions, so no register drives every multiplexer of both rotations.
         blank = Const(0, len(Value.cast(ring[0])))
         split = ceil_log2(size) // 2
+        copies = min(self.TAIL_COPIES, size)
+        tails = [tail] + [Signal(range(size), name=f"tail_copy{c}") for c in range(1, copies)]
+        highs = [shifted_high] + [Signal(range(size), name=f"shifted_high_copy{c}")
+                                  for c in range(1, copies)]
+        group = lambda copy_of: [copy_of[n * copies // size] for n in range(size)]
         low = rotate(m, [self.i.payload.data[n] if n < win else blank for n in range(size)],
-                     tail[:split], left=False, name="tail_lo")
+                     group([t[:split] for t in tails]), left=False, name="tail_lo")
         low_valid = rotate(m, [n < self.i.payload.count if n < win else Const(0, 1)
-                               for n in range(size)], tail[:split], left=False, name="tail_lo_valid")
+                               for n in range(size)], group([t[:split] for t in tails]),
+                           left=False, name="tail_lo_valid")
         m.d.sync += [
             shifted.eq(Cat(low)),
             shifted_valid.eq(Cat(low_valid) & entering.replicate(size)),
             shifted_count.eq(given),
             shifted_last.eq(entering & self.i.payload.last),
-            shifted_high.eq(tail[split:]),
-            tail.eq(tail + given),
             occupied.eq(occupied - taken + given),
         ]
-        high_amount = Cat(Const(0, split), shifted_high)
-        high = rotate(m, list(shifted), high_amount, left=False, name="tail_hi")
-        high_valid = rotate(m, list(shifted_valid), high_amount, left=False, name="tail_hi_valid")
+        m.d.sync += [h.eq(t[split:]) for h, t in zip(highs, tails)]
+        m.d.sync += [t.eq(t + given) for t in tails]
+        high_amounts = group([Cat(Const(0, split), h) for h in highs])
+        high = rotate(m, list(shifted), high_amounts, left=False, name="tail_hi")
+        high_valid = rotate(m, list(shifted_valid), high_amounts, left=False, name="tail_hi_valid")
         m.d.sync += [
             placed.eq(Cat(high)),
             placed_valid.eq(Cat(high_valid)),
@@ -340,5 +356,5 @@ class Packer(wiring.Component):
         with m.If(out_last):
             # The ring is empty and nothing enters now (i.ready needs ~ending, or the
             # always_ready promise of idle cycles): the next vector starts at entry 0.
-            m.d.sync += [ending.eq(0), head.eq(0), tail.eq(0)]
+            m.d.sync += [ending.eq(0), head.eq(0), *(t.eq(0) for t in tails)]
         return m
