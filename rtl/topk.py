@@ -225,16 +225,19 @@ class TopK(wiring.Component):
 
         with m.FSM(name="select"):
             with m.State("IDLE"):
+                # Loads every cycle, so only the state change waits for the slot (its
+                # counts are final when it turns RECEIVED): the slot's state is not on the
+                # enables of the registers loaded.
+                m.d.sync += [
+                    in_bucket.eq(n_here),
+                    k_left.eq(Mux(k_wanted == 0, 1, Mux(k_wanted > n_here, n_here, k_wanted))),
+                    level.eq(1),
+                    digit_now.eq(1),
+                    digit_before.eq(0),
+                    threshold.eq(0),
+                ]
+                m.d.sync += [h.eq(slot_hist[sel_slot][b]) for b, h in enumerate(hist)]
                 with m.If(state[sel_slot] == RECEIVED):
-                    m.d.sync += [
-                        in_bucket.eq(n_here),
-                        k_left.eq(Mux(k_wanted == 0, 1, Mux(k_wanted > n_here, n_here, k_wanted))),
-                        level.eq(1),
-                        digit_now.eq(1),
-                        digit_before.eq(0),
-                        threshold.eq(0),
-                    ]
-                    m.d.sync += [h.eq(slot_hist[sel_slot][b]) for b, h in enumerate(hist)]
                     m.next = "COMPARE"
             with m.State("SCAN"):
                 m.d.sync += [
@@ -377,10 +380,10 @@ class TopK(wiring.Component):
         m.submodules.packer = packer = Packer(entry, C, L, depth=cfg.emit_packer_depth, output_register=True)
 
         pad = cfg.key_bits - W
-        with m.If(~emitting & (state[emit_slot] == SELECTED)):
+        with m.If(~emitting):           # loads while idle; only ``emitting`` waits for the slot
             key = slot_threshold[emit_slot]
             m.d.sync += [
-                emitting.eq(1),
+                emitting.eq(state[emit_slot] == SELECTED),
                 emit_word.eq(0),
                 emit_first.eq(1),
                 emit_final.eq(slot_last_word[emit_slot] == 0),
