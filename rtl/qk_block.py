@@ -55,8 +55,6 @@ __all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat"
 
 #: rows between dispatch and commit (the query ring, the per-row byte counters)
 ROW_SLOTS = 4
-#: alive flags the key scan holds at a time (a window reloaded from the head register)
-SCAN_CHUNK = 32
 #: the ``mode`` field
 SUMMARIZATION, GENERATION = 0, 1
 #: bits of the ``row`` field (row numbers within a head wrap at 2**ROW_BITS)
@@ -318,22 +316,16 @@ class QKBlock(wiring.Component):
                          holder[chosen.plane][chosen.bank].eq(chosen.row)]
 
         # The head's alive flags, ``L`` a word, copied into a memory beside the Key buffer
-        # while the head starts (a word a cycle, picked from the head register into a
-        # register, then written), so a pass reads them with its keys instead of through an
-        # n_max-to-L multiplexer. (A shift register of n_max bits did it before: its one
-        # enable reached n_max flip-flops across the chip.)
+        # while the head starts (a word a cycle, from a shift register), so a pass reads them
+        # with its keys instead of through an n_max-to-L multiplexer.
         m.submodules.alive_mem = alive_mem = memory.Memory(shape=unsigned(L), depth=words, init=[])
         alive_wr, alive_rd = alive_mem.write_port(), alive_mem.read_port()
         alive_words = Signal(range(words + 1))      # words copied so far
-        copy_word = Signal(range(words + 1))        # the next word to pick
-        copy_valid, copy_data = Signal(), Signal(L)
-        m.d.sync += [copy_valid.eq(copy_word != words),
-                     copy_data.eq(alive.word_select(copy_word[:word_bits], L) if word_bits else alive[:L])]
-        with m.If(copy_word != words):
-            m.d.sync += copy_word.eq(copy_word + 1)
-        m.d.comb += [alive_wr.addr.eq(alive_words), alive_wr.data.eq(copy_data), alive_wr.en.eq(copy_valid)]
-        with m.If(copy_valid):
-            m.d.sync += alive_words.eq(alive_words + 1)
+        alive_bits = Signal(cfg.n_max)              # the flags still to copy, next word lowest
+        m.d.comb += [alive_wr.addr.eq(alive_words), alive_wr.data.eq(alive_bits[:L]),
+                     alive_wr.en.eq(alive_words != words)]
+        with m.If(alive_words != words):
+            m.d.sync += [alive_words.eq(alive_words + 1), alive_bits.eq(alive_bits >> L)]
 
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
         def buffer(bits, signed_):
@@ -387,19 +379,10 @@ class QKBlock(wiring.Component):
         scanning = Signal()
         pending = Signal(index_bits)                # the last alive key found, not yet sent
         pending_valid = Signal()
-        # The flags of keys scan .. the end of its chunk of SCAN_CHUNK, key ``scan``'s in bit 0,
-        # picked from the head register at each chunk's start (one cycle).
-        chunk = min(SCAN_CHUNK, cfg.n_max)
-        chunk_bits = exact_log2(chunk)
-        window = Signal(chunk)
-        window_full = Signal()
+        scan_alive = Signal(cfg.n_max)              # alive >> scan: key ``scan``'s flag in bit 0
         with m.If(start_fetch):
-            m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0), window_full.eq(0)]
-        with m.If(scanning & ~window_full):
-            m.d.sync += [window.eq(alive.word_select(scan[chunk_bits:index_bits], chunk)
-                                   if index_bits > chunk_bits else alive[:chunk]),
-                         window_full.eq(1)]
-        found = scanning & window_full & window[0]
+            m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0), scan_alive.eq(alive)]
+        found = scanning & scan_alive[0]
         # The pending index goes out once the next alive key is found (``last`` = 0) or the
         # scan has ended (``last`` = 1), through a small FIFO: the fetcher's ready never
         # reaches the scan's shift register.
@@ -417,10 +400,8 @@ class QKBlock(wiring.Component):
         sent = indices.w_en & indices.w_rdy
         with m.If(sent & ~scanning):
             m.d.sync += pending_valid.eq(0)
-        with m.If(scanning & window_full & (~found | ~pending_valid | sent)):
-            m.d.sync += [scan.eq(scan + 1), window.eq(window >> 1)]
-            with m.If(scan[:chunk_bits] == chunk - 1):
-                m.d.sync += window_full.eq(0)
+        with m.If(scanning & (~found | ~pending_valid | sent)):
+            m.d.sync += [scan.eq(scan + 1), scan_alive.eq(scan_alive >> 1)]
             with m.If(found):
                 m.d.sync += [pending.eq(scan), pending_valid.eq(1)]
             with m.If(scan + 1 == n_keys):
@@ -502,7 +483,7 @@ class QKBlock(wiring.Component):
                 active.eq(1), head.eq(self.head.payload),
                 beats.eq((self.head.payload.n_keys + L - 1) >> lane_bits),
                 received.eq(0), q_done.eq(0), next_row.eq(0), frontier.eq(0), commit.eq(0),
-                replay.eq(0), alive_words.eq(0), copy_word.eq(0), copy_valid.eq(0), ring_used.eq(0),
+                replay.eq(0), alive_words.eq(0), alive_bits.eq(self.head.payload.alive), ring_used.eq(0),
                 *(held[p][b].eq(0) for p in PLANES for b in range(cfg.key_banks)),
             ]
 
