@@ -2,7 +2,8 @@
 
 :func:`stage` registers a named bundle of values, optionally under a clock enable (the
 pipeline's advance condition); :func:`tree` reduces a list pairwise with a register after
-every level, carrying sideband values (valid, last, …) alongside.
+every level, carrying sideband values (valid, last, …) alongside; :func:`flag_copies` makes
+one control flag in several flip-flops, to split a fan-out of thousands.
 """
 
 from types import SimpleNamespace
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Signal, Value
 from amaranth.lib import data
 
-__all__ = ["stage", "tree"]
+__all__ = ["stage", "tree", "flag_copies"]
 
 
 def stage(m, name, en=None, **values):
@@ -67,3 +68,19 @@ def split(reg, like):
         parts.append(bits.as_signed() if shape.signed else bits)
         at += shape.width
     return tuple(parts)
+
+
+def flag_copies(m, name, copies, *, set, clear):
+    """``copies`` flip-flops that each hold one flag: set by ``set``, else cleared by ``clear``.
+
+    Each copy's next value reads its own output, so synthesis cannot merge the copies (as
+    it merges registers with one next-value net), and each copy can drive its own share of
+    a wide datapath's multiplexer selects.
+    """
+    flags = [Signal(name=f"{name}{n}") for n in range(copies)]
+    for flag in flags:
+        with m.If(set):
+            m.d.sync += flag.eq(1)
+        with m.Elif(clear):
+            m.d.sync += flag.eq(0)
+    return flags

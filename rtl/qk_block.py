@@ -48,6 +48,7 @@ from amaranth.utils import ceil_log2, exact_log2
 from ..config import ConfigError
 from ..configs.qk import QKConfig
 from .fetch import LSB, MSB, AXIReadSignature, Fetcher
+from .pipeline import flag_copies
 from .qk import QKDatapath, plane_row, query_layout
 
 __all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat", "output_beat",
@@ -55,12 +56,24 @@ __all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat"
 
 #: rows between dispatch and commit (the query ring, the per-row byte counters)
 ROW_SLOTS = 4
+#: copies of the flags that steer the n_max-bit alive shift registers
+FLAG_COPIES = 8
 #: the ``mode`` field
 SUMMARIZATION, GENERATION = 0, 1
 #: bits of the ``row`` field (row numbers within a head wrap at 2**ROW_BITS)
 ROW_BITS = 16
 #: bits of the counters
 COUNTER_BITS = 32
+
+
+def _free_shift(m, bits, step, load, shifting):
+    """Shift ``bits`` right by ``step`` every cycle a copy of ``shifting`` is high, else load
+    ``load``: no enable, and each copy of the flag selects an equal share of the bits."""
+    share = -(-len(bits) // len(shifting))
+    shifted = bits >> step
+    for n, flag in enumerate(shifting):
+        part = slice(n * share, min((n + 1) * share, len(bits)))
+        m.d.sync += bits[part].eq(Mux(flag, shifted[part], load[part]))
 
 
 def head_beat(cfg, addr_width=32):
@@ -180,6 +193,7 @@ class QKBlock(wiring.Component):
 
         # ---- The head --------------------------------------------------------------------
         active = Signal()
+        head_done = Signal()                        # the head's last row has left
         head = Signal(self.head.payload.shape())
         n_keys, alive = head.n_keys, head.alive
         generation = head.mode == GENERATION
@@ -317,7 +331,10 @@ class QKBlock(wiring.Component):
 
         # The head's alive flags, ``L`` a word, copied into a memory beside the Key buffer
         # while the head starts (a word a cycle, from a shift register), so a pass reads them
-        # with its keys instead of through an n_max-to-L multiplexer.
+        # with its keys instead of through an n_max-to-L multiplexer. The shift register has
+        # no enable: it loads the offered head while idle and shifts while active, its
+        # selects driven by copies of ``active`` (an enable reaching n_max flip-flops was
+        # a critical path).
         m.submodules.alive_mem = alive_mem = memory.Memory(shape=unsigned(L), depth=words, init=[])
         alive_wr, alive_rd = alive_mem.write_port(), alive_mem.read_port()
         alive_words = Signal(range(words + 1))      # words copied so far
@@ -325,7 +342,10 @@ class QKBlock(wiring.Component):
         m.d.comb += [alive_wr.addr.eq(alive_words), alive_wr.data.eq(alive_bits[:L]),
                      alive_wr.en.eq(alive_words != words)]
         with m.If(alive_words != words):
-            m.d.sync += [alive_words.eq(alive_words + 1), alive_bits.eq(alive_bits >> L)]
+            m.d.sync += alive_words.eq(alive_words + 1)
+        _free_shift(m, alive_bits, L, self.head.payload.alive,
+                    flag_copies(m, "copying", FLAG_COPIES, set=self.head.valid & self.head.ready,
+                                clear=head_done))
 
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
         def buffer(bits, signed_):
@@ -381,12 +401,17 @@ class QKBlock(wiring.Component):
         pending_valid = Signal()
         scan_alive = Signal(cfg.n_max)              # alive >> scan: key ``scan``'s flag in bit 0
         with m.If(start_fetch):
-            m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0), scan_alive.eq(alive)]
+            m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0)]
+        scan_end = scanning & (scan + 1 == n_keys)
+        _free_shift(m, scan_alive, 1, alive, flag_copies(m, "scanning", FLAG_COPIES,
+                                                         set=start_fetch, clear=scan_end))
         found = scanning & scan_alive[0]
         # The pending index goes out once the next alive key is found (``last`` = 0) or the
-        # scan has ended (``last`` = 1), through a small FIFO: the fetcher's ready never
-        # reaches the scan's shift register.
-        m.submodules.indices = indices = SyncFIFOBuffered(width=len(fetcher.i.payload.as_value()), depth=4)
+        # scan has ended (``last`` = 1), into a FIFO with room for every key of a fetch (one
+        # fetch at a time): the scan never waits, so its shift register has no enable, and
+        # the fetcher's ready never reaches it.
+        m.submodules.indices = indices = SyncFIFOBuffered(width=len(fetcher.i.payload.as_value()),
+                                                          depth=max(cfg.n_max, 2))
         index = data.View(fetcher.i.payload.shape(), indices.w_data)
         m.d.comb += [
             indices.w_en.eq(pending_valid & (found | ~scanning)),
@@ -400,11 +425,11 @@ class QKBlock(wiring.Component):
         sent = indices.w_en & indices.w_rdy
         with m.If(sent & ~scanning):
             m.d.sync += pending_valid.eq(0)
-        with m.If(scanning & (~found | ~pending_valid | sent)):
-            m.d.sync += [scan.eq(scan + 1), scan_alive.eq(scan_alive >> 1)]
+        with m.If(scanning):
+            m.d.sync += scan.eq(scan + 1)
             with m.If(found):
                 m.d.sync += [pending.eq(scan), pending_valid.eq(1)]
-            with m.If(scan + 1 == n_keys):
+            with m.If(scan_end):
                 m.d.sync += scanning.eq(0)
 
         row = fetcher.o.payload
@@ -473,8 +498,8 @@ class QKBlock(wiring.Component):
             m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
 
         # ---- Heads ---------------------------------------------------------------------------
-        head_done = (active & q_done & ~held_q_valid & (commit == received) & ~go & ~dispatching & ~q_valid &
-                     ~tags.r_rdy & ~fetching)
+        m.d.comb += head_done.eq(active & q_done & ~held_q_valid & (commit == received) & ~go &
+                                 ~dispatching & ~q_valid & ~tags.r_rdy & ~fetching)
         m.d.comb += self.head.ready.eq(~active)
         with m.If(head_done):
             m.d.sync += active.eq(0)
@@ -483,7 +508,7 @@ class QKBlock(wiring.Component):
                 active.eq(1), head.eq(self.head.payload),
                 beats.eq((self.head.payload.n_keys + L - 1) >> lane_bits),
                 received.eq(0), q_done.eq(0), next_row.eq(0), frontier.eq(0), commit.eq(0),
-                replay.eq(0), alive_words.eq(0), alive_bits.eq(self.head.payload.alive), ring_used.eq(0),
+                replay.eq(0), alive_words.eq(0), ring_used.eq(0),
                 *(held[p][b].eq(0) for p in PLANES for b in range(cfg.key_banks)),
             ]
 
