@@ -412,15 +412,21 @@ class QKBlock(wiring.Component):
         # the fetcher's ready never reaches it.
         m.submodules.indices = indices = SyncFIFOBuffered(width=len(fetcher.i.payload.as_value()),
                                                           depth=max(cfg.n_max, 2))
+        m.submodules.index_out = index_out = SyncFIFOBuffered(width=len(indices.r_data), depth=2)
         index = data.View(fetcher.i.payload.shape(), indices.w_data)
         m.d.comb += [
             indices.w_en.eq(pending_valid & (found | ~scanning)),
             index.index.eq(pending),
             index.plane.eq(fetch_plane),
             index.last.eq(~scanning),
-            fetcher.i.valid.eq(indices.r_rdy),
-            fetcher.i.payload.eq(indices.r_data),
-            indices.r_en.eq(fetcher.i.ready),
+            # a two-entry register FIFO after the block-RAM one: the fetcher's ready logic
+            # starts at a flip-flop, not at the block RAM's 5.8 ns clock-to-out
+            index_out.w_data.eq(indices.r_data),
+            index_out.w_en.eq(indices.r_rdy),
+            indices.r_en.eq(index_out.w_rdy),
+            fetcher.i.valid.eq(index_out.r_rdy),
+            fetcher.i.payload.eq(index_out.r_data),
+            index_out.r_en.eq(fetcher.i.ready),
         ]
         sent = indices.w_en & indices.w_rdy
         with m.If(sent & ~scanning):
