@@ -189,19 +189,18 @@ class Packer(wiring.Component):
     """Join compacted beats of up to ``width_in`` elements into words of ``width_out``.
 
     A ring of ``depth`` entries (``2 * width_in`` unless given): beats enter at the tail
-    (rotated into place),
-    words leave from the head. A word leaves once more elements are known to follow it,
-    or at the end of the vector, so the vector's ``last`` word always has ``count ≥ 1``
-    (unless the vector kept nothing at all: then one empty ``last`` word).
+    (rotated into place), words leave from the head. A word leaves once more elements are
+    known to follow it, or at the end of the vector, so the vector's ``last`` word always
+    has ``count ≥ 1`` (unless the vector kept nothing at all: then one empty ``last`` word).
 
     An accepted beat is rotated into place over two cycles (by the low, then the high bits
     of the tail) and written into the ring in the third, so neither half of the wide
     rotation shares a cycle with the other or with the ring's write enables.
-    ``i.ready`` is a register (set when there will be room for a full beat: at most
-    ``depth - width_in`` entries held, not counting a word leaving in the cycle before), never a function of the offered beat or of
-    ``o.ready`` in the same cycle, so no ready path runs through it. A deeper ring lets a stream that keeps
-    about ``width_out`` entries a beat flow without stalls while beats are in the rotation
-    stages. With
+    ``i.ready`` is a register, set when there will be room for a full beat (at most
+    ``depth - width_in`` entries held, not counting a word leaving in the cycle before); it
+    is never a function of the offered beat or of ``o.ready`` in the same cycle, so no
+    ready path runs through it. A deeper ring lets a stream that keeps about ``width_out``
+    entries a beat flow without stalls while beats are in the rotation stages. With
     ``always_ready``, the consumer promises to hold ``o.ready`` high and ``i.ready`` is
     constant: with ``width_in == width_out`` the ring then never overflows, provided a
     vector's last beat is followed by at least four idle cycles.

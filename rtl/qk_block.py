@@ -29,8 +29,9 @@ they leave), the row's full-key pass goes next and the later rows are sent again
 queries wait in a ring of :data:`ROW_SLOTS` registers until their row is committed. Rows
 that need no LSBs (94 % of GPT-2's in SpAtten's report) therefore follow each other every
 ``B + 2`` cycles: the softmax's ``B + 1`` and the dispatcher's registered choice. In
-*generation* mode row ``r`` has bank ``r mod key_banks`` to itself, so up to ``key_banks`` rows are in flight: the next row's MSB fetch
-runs while the current row is in the softmax. A squashed generation row keeps its keys (its
+*generation* mode row ``r`` has bank ``r mod key_banks`` to itself, so up to
+``key_banks`` rows are in flight: the next row's MSB fetch runs while the current row is
+in the softmax. A squashed generation row keeps its keys (its
 bank still holds them), so it is never fetched twice and its bytes count once.
 
 Outputs leave in row order, one beat per ``L`` keys, with the row number, the decision and
