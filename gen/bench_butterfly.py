@@ -187,9 +187,17 @@ def bffn_bench(cfg, lengths=FFN_LENGTHS, *, sim="verilator", build_root=None):
     return rows
 
 
+def _multiplier_note(cfg):
+    """How many real multipliers the array of ``cfg`` uses, and why."""
+    per_pe = ("4 per PE (two-mode PEs)" if cfg.linear else
+              "3 per PE, none in the first two columns (FFT-only PEs)")
+    return f"{cfg.array_multipliers} multipliers at n_max = {cfg.n_max}: {per_pe}"
+
+
 def _fft_markdown(cfg, rows):
     out = [f"Configuration: width={cfg.width}, twiddle_bits={cfg.twiddle_bits}, lanes={cfg.lanes}, "
-           f"n_max = max({cfg.n_max}, N); PEs = lanes/2·log2(n_max), 4 multipliers each. "
+           f"n_max = max({cfg.n_max}, N), linear={cfg.linear}; PEs = lanes/2·log2(n_max), "
+           f"{_multiplier_note(cfg)}. "
            f"{TRANSFORMS} random transforms then {TRANSFORMS} MiniLM rows back to back at full "
            "rate on the generated Verilog (Verilator), every output checked bit-exact against "
            "sim/butterfly.py and every cycle count against its cycle model. Cycles/transform: "

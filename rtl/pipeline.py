@@ -3,15 +3,16 @@
 :func:`stage` registers a named bundle of values, optionally under a clock enable (the
 pipeline's advance condition); :func:`tree` reduces a list pairwise with a register after
 every level, carrying sideband values (valid, last, …) alongside; :func:`flag_copies` makes
-one control flag in several flip-flops, to split a fan-out of thousands.
+one control flag in several flip-flops, to split a fan-out of thousands, and
+:func:`enable_copies` does the same for a pipeline enable computed a cycle ahead.
 """
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Signal, Value
+from amaranth.hdl import Cat, Mux, Signal, Value
 from amaranth.lib import data
 
-__all__ = ["stage", "tree", "flag_copies"]
+__all__ = ["stage", "tree", "flag_copies", "enable_copies"]
 
 
 def stage(m, name, en=None, **values):
@@ -84,3 +85,18 @@ def flag_copies(m, name, copies, *, set, clear):
         with m.Elif(clear):
             m.d.sync += flag.eq(0)
     return flags
+
+
+def enable_copies(m, name, copies, *, if_enabled, if_stalled, init=1):
+    """``copies`` flip-flops that each hold a pipeline enable, computed a cycle ahead.
+
+    ``if_enabled`` and ``if_stalled`` are the enable's value next cycle if the pipeline
+    moves this cycle and if it does not. Each copy picks between them with its own output,
+    so the copies cannot be merged by synthesis and each can drive the clock enables of its
+    own share of the pipeline. All copies hold the same value; ``init`` is the enable's
+    value after reset.
+    """
+    enables = [Signal(init=init, name=f"{name}{n}") for n in range(copies)]
+    for en in enables:
+        m.d.sync += en.eq(Mux(en, if_enabled, if_stalled))
+    return enables

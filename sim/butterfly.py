@@ -679,19 +679,38 @@ def fft_array_pipeline(n, cfg=_DEFAULT):
 
 
 def fft_array_cycles(lengths, cfg=_DEFAULT):
-    """Predict the streaming FFT array's cycles for transforms streamed back to back.
+    """Predict the streaming FFT array's cycles for FFTs streamed back to back.
 
-    A cycle replay of the array's flow control: the input accepts one beat of ``lanes``
-    samples per cycle; a transform whose length differs from the previous one waits until
-    the columns are empty; the columns move as one (:func:`fft_array_pipeline` registers)
-    whenever their last beat can enter the two-transform reorder buffer; the buffer issues
-    one natural-order beat per cycle, the output handshake one cycle later. Exact when the
-    input is never starved and the output never stalled.
+    :func:`array_cycles` with every transform an FFT.
+    """
+    return array_cycles(lengths, None, cfg)
+
+
+__all__ += ["array_cycles"]
+
+
+def array_cycles(lengths, modes=None, cfg=_DEFAULT):
+    """Predict the streaming array's cycles for transforms streamed back to back.
+
+    A cycle replay of the array's flow control. The input accepts one beat of ``lanes``
+    samples per cycle into the input slot (a register in front of the columns); a real
+    transform (``modes[i]`` :data:`MODE_REAL`) goes first through the input bit-reversal
+    buffer (two transforms deep, written one beat a cycle, read into the slot one beat a
+    cycle once a transform is complete), an FFT (:data:`MODE_FFT`) straight into the slot,
+    but only when that buffer is empty. A transform whose length or mode differs from the
+    previous one waits in the slot until the columns are empty. The columns move as one
+    (:func:`fft_array_pipeline` registers) whenever their last beat can enter the
+    two-transform reorder buffer and either the slot holds a beat or the columns are
+    between transforms; the buffer issues one natural-order beat per cycle, the output
+    handshake one cycle later. Weights are taken as written before the stream. Exact when
+    the input is never starved and the output never stalled.
 
     Parameters
     ----------
     lengths : sequence of int
         ``N`` of each transform, in stream order.
+    modes : sequence of int, optional
+        Each transform's mode (default: all FFTs).
 
     Returns
     -------
@@ -699,82 +718,6 @@ def fft_array_cycles(lengths, cfg=_DEFAULT):
         ``first_in``, ``last_out`` (int64 arrays: the cycle of each transform's first input
         handshake and of its last output handshake), ``latency`` (``last_out − first_in +
         1``) and ``total`` (first input to last output, inclusive).
-    """
-    lengths = [int(n) for n in lengths]
-    lanes = cfg.lanes
-    beats = [n // lanes for n in lengths]
-    pipes = {n: fft_array_pipeline(n, cfg) for n in set(lengths)}
-    batch = len(lengths)
-    first_in = np.zeros(batch, dtype=np.int64)
-    last_out = np.zeros(batch, dtype=np.int64)
-    cur = None                      # length of the transforms in the columns
-    pipe = []                       # each register: None or (transform, beat)
-    in_vec = in_beat = 0
-    full = [None, None]             # each half of the reorder buffer: None or transform
-    w_half = r_half = r_beat = 0
-    pending = None                  # the output beat issued last cycle: (transform, last)
-    cycle = 0
-    while True:
-        if pending is not None and pending[1]:
-            last_out[pending[0]] = cycle
-            if pending[0] == batch - 1:
-                break
-        tail = pipe[-1] if pipe else None
-        room = tail is None or full[w_half] is None
-        boundary = in_beat == 0
-        valid = in_vec < batch
-        drain = boundary and valid and lengths[in_vec] != cur and any(pipe)
-        accept = valid and room and not drain
-        en = room and (valid or boundary)
-        # the reorder buffer's read side (the output is always ready)
-        pending = None
-        freed = None
-        if full[r_half] is not None:
-            vec = full[r_half]
-            last = r_beat == beats[vec] - 1
-            pending = (vec, last)
-            r_beat += 1
-            if last:
-                freed, r_beat = r_half, 0
-                r_half ^= 1
-        if en:
-            if tail is not None and tail[1] == beats[tail[0]] - 1:
-                full[w_half] = tail[0]
-                w_half ^= 1
-            new = None
-            if accept:
-                if boundary:
-                    first_in[in_vec] = cycle
-                    if lengths[in_vec] != cur:
-                        cur = lengths[in_vec]
-                        pipe = [None] * pipes[cur]
-                new = (in_vec, in_beat)
-                in_beat += 1
-                if in_beat == beats[in_vec]:
-                    in_vec, in_beat = in_vec + 1, 0
-            pipe = [new] + pipe[:-1]
-        if freed is not None:
-            full[freed] = None
-        cycle += 1
-    return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
-            "total": int(last_out[-1] - first_in[0] + 1)}
-
-
-__all__ += ["array_cycles"]
-
-
-def array_cycles(lengths, modes=None, cfg=_DEFAULT):
-    """:func:`fft_array_cycles` for streams that mix FFTs and butterfly-linear transforms.
-
-    ``modes[i]`` is :data:`MODE_FFT` or :data:`MODE_REAL`. A real transform first goes
-    through the array's input bit-reversal buffer (two transforms deep, written one beat a
-    cycle, read into the columns one beat a cycle once a transform is complete); an FFT
-    enters the columns directly, but only when that buffer is empty. The columns drain
-    between transforms of different length or mode. Weights are taken as written before
-    the stream. Exact when the input is never starved and the output never stalled.
-
-    Returns the dict of :func:`fft_array_cycles` (``first_in`` is the cycle the transform's
-    first beat was accepted at the array's input).
     """
     lengths = [int(n) for n in lengths]
     batch = len(lengths)
@@ -785,15 +728,16 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     first_in = np.zeros(batch, dtype=np.int64)
     last_out = np.zeros(batch, dtype=np.int64)
     cur = None                                  # (length, mode) in the columns
-    pipe = []
+    pipe = []                                   # each register: None or (transform, beat)
     f_vec = f_beat = 0                          # the array's input
     rev_full = [None, None]                     # the bit-reversal buffer
     rev_w = rev_r = rev_beat = 0
     rev_o = None                                # its output register: (transform, beat)
+    slot = None                                 # the input slot: (transform, beat)
     c_beat = 0                                  # beat number at the columns' input
     full = [None, None]                         # the reorder buffer
     w_half = r_half = r_beat = 0
-    pending = None
+    pending = None                              # the output beat issued last cycle
     cycle = 0
     while True:
         if pending is not None and pending[1]:
@@ -805,19 +749,19 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
         rev_idle = rev_full[0] is None and rev_full[1] is None and rev_o is None
         front_real = f_vec < batch and modes[f_vec] == MODE_REAL
         if rev_o is not None:
-            cand = rev_o
+            src = rev_o
         elif f_vec < batch and not front_real and rev_idle:
-            cand = (f_vec, f_beat)
+            src = (f_vec, f_beat)
         else:
-            cand = None
+            src = None
         boundary = c_beat == 0
-        drain = (boundary and cand is not None and any(pipe)
-                 and (lengths[cand[0]], modes[cand[0]]) != cur)
-        c_ready = room and not drain
-        accept = cand is not None and c_ready
-        en = room and (cand is not None or boundary)
+        drain = (boundary and slot is not None and any(pipe)
+                 and (lengths[slot[0]], modes[slot[0]]) != cur)
+        accept = slot is not None and room and not drain
+        en = room and (slot is not None or boundary)
+        slot_ready = slot is None or accept
         rev_write = front_real and rev_full[rev_w] is None
-        rev_issue = (rev_o is None or c_ready) and rev_full[rev_r] is not None
+        rev_issue = (rev_o is None or slot_ready) and rev_full[rev_r] is not None
         # the output reorder buffer's read side
         pending = None
         freed = None
@@ -836,17 +780,19 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
                 w_half ^= 1
             new = None
             if accept:
-                vec, beat = cand
+                vec, beat = slot
                 if beat == 0 and (lengths[vec], modes[vec]) != cur:
                     cur = (lengths[vec], modes[vec])
                     pipe = [None] * pipes[lengths[vec]]
-                new = cand
+                new = slot
                 c_beat = 0 if beat == beats[vec] - 1 else c_beat + 1
             pipe = [new] + pipe[:-1]
         if freed is not None:
             full[freed] = None
-        # the input: straight into the columns, or into the bit-reversal buffer
-        took = (cand is not None and accept and rev_o is None) or rev_write
+        if slot_ready:
+            slot = src
+        # the input: straight into the slot, or into the bit-reversal buffer
+        took = (src is not None and slot_ready and rev_o is None) or rev_write
         if took:
             if f_beat == 0:
                 first_in[f_vec] = cycle
@@ -857,7 +803,7 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
             if f_beat == beats[f_vec]:
                 f_vec, f_beat = f_vec + 1, 0
         # the bit-reversal buffer's read side
-        if rev_o is None or c_ready:
+        if rev_o is None or slot_ready:
             rev_o = None
             if rev_issue:
                 vec = rev_full[rev_r]
@@ -901,16 +847,17 @@ def chained_array_pipeline(n, cfg=_DEFAULT):
 def ffn_cycles(rows, n, cfg=_DEFAULT):
     """Predict the butterfly FFN block's cycles for ``rows`` rows of length ``n`` back to back.
 
-    The first array is :func:`array_cycles` with its reorder buffer replaced by the link
-    register and the second array's columns (:func:`chained_array_pipeline`), whose reorder
-    buffer then reads out like the first's would: every row's last output comes
-    ``1 + chained_array_pipeline(n)`` cycles after the single array's. Exact when the input is
-    never starved and the output never stalled (weights written before the rows).
+    The first array is :func:`array_cycles` with its reorder buffer replaced by its output
+    FIFO, the link register, the second array's input slot and its columns
+    (:func:`chained_array_pipeline`), whose reorder buffer then reads out like the first's
+    would: every row's last output comes ``3 + chained_array_pipeline(n)`` cycles after the
+    single array's. Exact when the input is never starved and the output never stalled
+    (weights written before the rows).
 
     Returns the dict of :func:`fft_array_cycles`.
     """
     timing = array_cycles([n] * rows, [MODE_REAL] * rows, cfg)
-    last_out = timing["last_out"] + 1 + chained_array_pipeline(n, cfg)
+    last_out = timing["last_out"] + 3 + chained_array_pipeline(n, cfg)
     first_in = timing["first_in"]
     return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
             "total": int(last_out[-1] - first_in[0] + 1)}

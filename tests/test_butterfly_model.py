@@ -452,19 +452,19 @@ def test_config_ranges_and_formats():
         ButterflyConfig.from_strings(["pes=16"])     # the array's PEs follow lanes and n_max
 
 
-@pytest.mark.parametrize("lanes,n_max", [(2, 32), (4, 128), (8, 64)])
-def test_array_cycles_without_real_transforms_is_the_fft_model(lanes, n_max):
-    """The mixed-mode cycle model reduces to the FFT one on FFT-only streams."""
-    from attnforge.sim.butterfly import array_cycles, fft_array_cycles
+@pytest.mark.parametrize("lanes, n_max", [(2, 32), (4, 128), (8, 64)])
+def test_array_cycles_one_length_streams_at_the_input_rate(lanes, n_max):
+    """FFTs of one length: the first takes N/lanes beats in, the input slot, the pipeline,
+    N/lanes beats out of the reorder buffer and its output register; then one leaves every
+    N/lanes cycles."""
+    from attnforge.sim.butterfly import fft_array_cycles, fft_array_pipeline
     cfg = ButterflyConfig(n_max=n_max, lanes=lanes)
-    rng = np.random.default_rng(lanes)
-    for _ in range(30):
-        lengths = [int(2 ** rng.integers(lanes.bit_length() - 1, cfg.stages_max + 1))
-                   for _ in range(int(rng.integers(1, 10)))]
-        a, b = fft_array_cycles(lengths, cfg), array_cycles(lengths, None, cfg)
-        assert np.array_equal(a["first_in"], b["first_in"]), lengths
-        assert np.array_equal(a["last_out"], b["last_out"]), lengths
-        assert a["total"] == b["total"]
+    for log2n in range(lanes.bit_length() - 1, cfg.stages_max + 1):
+        n = 1 << log2n
+        timing = fft_array_cycles([n] * 5, cfg)
+        assert timing["latency"][0] == 2 * (n // lanes) + fft_array_pipeline(n, cfg) + 2, n
+        assert np.all(np.diff(timing["last_out"]) == n // lanes), n
+        assert np.all(np.diff(timing["first_in"]) == n // lanes), n
 
 
 def test_array_cycles_real_transforms_pay_the_bit_reversal():

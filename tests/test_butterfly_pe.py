@@ -9,6 +9,8 @@ from amaranth.sim import Simulator
 
 from attnforge.configs.butterfly import ButterflyConfig
 from attnforge.rtl.butterfly import ButterflyPE, Mode, pe_input_layout, pe_output_layout
+from attnforge.rtl.butterfly.array import column_twiddles
+from attnforge.rtl.butterfly.pe import fft_coefs
 from attnforge.sim import butterfly as B
 
 
@@ -48,13 +50,13 @@ def _expected(cfg, beats):
             for a, b, c, d, beat in zip(y0r, y0i, y1r, y1i, beats)]
 
 
-def _run(cfg, beats, *, seed, gap=0.3, stall=0.3):
+def _run(cfg, beats, *, seed, gap=0.3, stall=0.3, twiddles=None):
     """Drive ``beats`` through the PE with random valid gaps and ready backpressure.
 
     Returns the output beats as ``(y0re, y0im, y1re, y1im, last)``, the cycles taken and
     the PE.
     """
-    dut = ButterflyPE(cfg)
+    dut = ButterflyPE(cfg, twiddles=twiddles)
     rng = random.Random(seed)
     got = []
     cycles = [0]
@@ -154,3 +156,35 @@ def test_pe_layouts():
     cfg = ButterflyConfig()
     assert pe_input_layout(cfg).size == 4 * 16 + 4 * 16 + 1 + 3 + 1
     assert pe_output_layout(cfg).size == 4 * 16 + 1
+
+
+FFT_ONLY = ButterflyConfig(linear=0)
+
+
+@pytest.mark.parametrize("kmax, product, multipliers", [
+    (0, "identity", 0), (1, "rotation", 0), (2, "three", 3), (6, "three", 3)])
+def test_fft_only_pe_plans_match_model(kmax, product, multipliers):
+    """An FFT-only PE (linear=0) takes the cheapest product for its column's twiddles and is
+    still bit-exact with the model, under gaps and backpressure, extremes included."""
+    cfg = FFT_ONLY
+    table = column_twiddles(cfg, kmax)
+    rng = random.Random(kmax)
+    beats = _beats(cfg, 300, rng, modes=(Mode.FFT,))
+    for beat in beats:
+        beat["coef"] = list(fft_coefs(*rng.choice(table)))
+    got, _, dut = _run(cfg, beats, seed=kmax, twiddles=table)
+    assert (dut.product, dut.multipliers) == (product, multipliers)
+    assert got == _expected(cfg, beats)
+
+
+def test_pe_plans():
+    """Two-mode PEs always use four multipliers; FFT-only ones three unless the twiddles are
+    only 1 and −j."""
+    one, minus_j = (1 << FFT_ONLY.coef_frac, 0), (0, -(1 << FFT_ONLY.coef_frac))
+    assert ButterflyPE.plan(ButterflyConfig(), [one]) == "four"
+    assert ButterflyPE.plan(FFT_ONLY) == "three"
+    assert ButterflyPE.plan(FFT_ONLY, [one]) == "identity"
+    assert ButterflyPE.plan(FFT_ONLY, [minus_j, one]) == "rotation"
+    assert ButterflyPE.plan(FFT_ONLY, [one, (0, 1 << FFT_ONLY.coef_frac)]) == "three"
+    assert ButterflyConfig(linear=0).array_multipliers == 96
+    assert ButterflyConfig(linear=1).array_multipliers == 160

@@ -57,8 +57,9 @@ class ButterflyConfig(BlockConfig):
     #: cycles from a PE input handshake to its output beat when never stalled:
     #: operand register (DSP inputs) → product register (DSP output) → sum register → output
     PE_LATENCY = 4
-    #: real multipliers per PE: 4 (complex product wr·xr − wi·xi, wr·xi + wi·xr, or a real
-    #: 2×2 a·x0, b·x1, c·x0, d·x1)
+    #: real multipliers per two-mode PE (``linear = 1``): 4 (complex product wr·xr − wi·xi,
+    #: wr·xi + wi·xr, or a real 2×2 a·x0, b·x1, c·x0, d·x1); an FFT-only PE uses 3, or none
+    #: where its twiddles are only 1 and −j (:attr:`array_multipliers`)
     MULTIPLIERS_PER_PE = 4
 
     def validate(self):
@@ -79,9 +80,18 @@ class ButterflyConfig(BlockConfig):
                 },
                 "scaling": "fixed: shift 1 per stage; output × 2**log2n ≈ numpy.fft.fft(input)",
                 "array": {"pe_columns": self.stages_max, "pes": pes,
-                          "multipliers": self.MULTIPLIERS_PER_PE * pes,
+                          "multipliers": self.array_multipliers,
                           "pe_latency": self.PE_LATENCY,
                           "transform_lengths": f"2**log2n, {max(self.lanes, 2)} … {self.n_max}"}}
+
+    @property
+    def array_multipliers(self):
+        """Real multipliers of one streaming array: ``4`` per PE with ``linear = 1``; FFT-only,
+        ``3`` per PE but none in the first two columns (twiddles 1 and −j only)."""
+        per_column = self.lanes // 2
+        if self.linear:
+            return self.MULTIPLIERS_PER_PE * per_column * self.stages_max
+        return 3 * per_column * max(self.stages_max - 2, 0)
 
     @property
     def coef_frac(self):

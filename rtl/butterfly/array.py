@@ -17,9 +17,11 @@ the plan of :mod:`.schedule`:
 
 Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
 
-* PEs: ``(P/2)·S``; real multipliers ``4·(P/2)·S = 2·P·S`` (:attr:`ButterflyArray.pes`,
-  :attr:`ButterflyArray.multipliers`). Example: ``P = 8``, ``n_max = 1024``: 40 PEs, 160
-  multipliers.
+* PEs: ``(P/2)·S`` (:attr:`ButterflyArray.pes`). Real multipliers
+  (:attr:`ButterflyArray.multipliers`, :class:`~.pe.ButterflyPE`'s plans): 4 per PE with
+  ``linear = 1`` (``2·P·S``); FFT-only (``linear = 0``), 3 per PE except in the first two
+  columns, whose twiddles are only 1 and −j and need none (``3·(P/2)·(S − 2)``). Example:
+  ``P = 8``, ``n_max = 1024``: 40 PEs, 160 multipliers, or 96 FFT-only.
 * Exchange memory: ``P·(n_max/P − 1) + n_max/2 = 1.5·n_max − P`` complex samples (lines of
   up to :attr:`.delay.DelayLine.REGISTERS` beats are registers, longer ones block RAM), plus
   ``n_max/(2·P)`` flip-flops of valid bits for the return exchange. Example: ``P = 8``,
@@ -28,12 +30,14 @@ Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
 * Reorder buffer: ``2·n_max`` complex samples (``P`` banks of ``2·n_max/P``). Twiddle ROMs:
   a column whose largest stage is ``k`` holds ``2**k`` twiddles (``≤ n_max/2``), one read
   port per PE.
-* Latency (registers from the input to the reorder buffer, :func:`attnforge.sim.butterfly.
-  fft_array_pipeline`): ``1 + Σ`` active exchange delays ``+ (1 + PE_LATENCY)`` per active
-  column ``+ 1`` per bypassed one, about ``1.5·N/P + 5·log2(n_max)``. A transform's last
-  output handshake comes ``2·N/P + pipeline`` cycles after its first input handshake (e.g.
-  ``P = 8``, ``N = n_max = 64``: 16 + 42); :func:`attnforge.sim.butterfly.fft_array_cycles`
-  replays the cycles exactly, length changes included.
+* Latency (registers from the input register to the reorder buffer,
+  :func:`attnforge.sim.butterfly.fft_array_pipeline`): ``1 + Σ`` active exchange delays
+  ``+ (1 + PE_LATENCY)`` per active column ``+ 1`` per bypassed one, about
+  ``1.5·N/P + 5·log2(n_max)``. A transform's last output handshake comes
+  ``2·N/P + pipeline + 1`` cycles after its first input handshake (the input slot; e.g.
+  ``P = 8``, ``N = n_max = 64``: 16 + 42 + 1, a latency of 60 cycles counting both);
+  :func:`attnforge.sim.butterfly.fft_array_cycles` replays the cycles exactly, length
+  changes included.
 
 Transform length
 ----------------
@@ -74,11 +78,21 @@ Flow control
 ------------
 One pipeline enable moves every column, exchange and delay line at once; valid/first/last
 flags travel with the beats. It is high when the last column's beat can go into the reorder
-buffer (or there is none) and either an input beat arrives or the input is between
-transforms, where bubbles are pushed in to drain the pipeline. Inside a transform the
-pipeline stalls on a missing input beat, so every transform's beats stay contiguous, which
-the exchanges rely on. Stream handshakes exist only at the input and at the reorder
-buffer's output (and at ``w``). A change of length or mode drains the columns first.
+buffer (or there is none) and either the **input slot** (a register in front of the
+columns, filled from the input or the bit-reversal buffer) holds a beat or the columns are
+between transforms, where bubbles are pushed in to drain the pipeline. Inside a transform
+the pipeline stalls on an empty slot, so every transform's beats stay contiguous, which the
+exchanges rely on. Stream handshakes exist only at the input and at the reorder buffer's
+output (and at ``w``). A change of length or mode drains the columns first.
+
+The enable drives the clock enables of nearly every flip-flop, block RAM and multiplier
+(some 15,000 flip-flops at ``lanes = 4``, ``n_max = 256``), so it is not one net: it is
+held in :attr:`ButterflyArray.CORE_ENABLES` ``+ Σ`` per-column and per-exchange flip-flop
+copies (:func:`attnforge.rtl.pipeline.enable_copies`; one per PE, one per column's
+registers, two per exchange), each computed a cycle ahead from the next state of the slot,
+the beat counter, the last column's valid bit and the reorder buffer's room
+(``ReorderBuffer.w_ready_next``). The slot is what makes that possible: the enable depends
+on registers only, never on this cycle's input handshake. It costs one cycle of latency.
 
 Chaining arrays column to column (``input_order``, ``output_order``)
 --------------------------------------------------------------------
@@ -86,10 +100,11 @@ Two butterfly-linear layers in a row (the butterfly FFN, :mod:`.ffn`) need no re
 between them: a real transform leaves the last PE column in the final slot order
 (:meth:`.schedule.ArraySchedule.final_map`), and a second array can take exactly that order.
 
-* ``output_order="columns"``: no reorder buffer; ``o`` carries the last column's beats as
-  they leave it (:func:`input_beat`, with ``log2n`` and ``mode`` of the transform on every
-  beat), the pipeline moving only when ``o`` takes its beat. A ``hold`` input then holds the
-  array's input at the next transform boundary, as a pending weight write does.
+* ``output_order="columns"``: no reorder buffer; ``o`` carries the last column's beats
+  through a two-beat FIFO (:func:`input_beat`, with ``log2n`` and ``mode`` of the transform
+  on every beat; one cycle of latency), the pipeline stalling while it is full. A ``hold``
+  input then holds the array's input at the next transform boundary, as a pending weight
+  write does.
 * ``input_order="columns"`` (``linear=1``): the input comes in that order, so the array has
   no input bit-reversal buffer and its columns follow the chained schedule
   (:class:`~.schedule.ArraySchedule` with ``chained=True``: one more run-time exchange, the
@@ -99,12 +114,14 @@ between them: a real transform leaves the last PE column in the final slot order
 
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..pipeline import enable_copies
 from ..stream import vector_beat
 from .delay import DelayLine
-from .pe import ButterflyPE, Mode, complex_layout
+from .pe import ButterflyPE, Mode, complex_layout, fft_coefs
 from .reorder import ReorderBuffer, output_beat
 from .schedule import ArraySchedule, BitReverseSchedule
 
@@ -135,6 +152,12 @@ def weight_beat(cfg):
     })
 
 
+def column_twiddles(cfg, kmax):
+    """The twiddles of a column whose largest stage is ``kmax``: ``W_{2**(kmax+1)}**idx``,
+    ``idx < 2**kmax`` (its ROM, in address order)."""
+    return [cfg.twiddle(idx, 2 << kmax) for idx in range(1 << kmax)]
+
+
 def _beat(cfg):
     """A beat inside the array: samples and flags (no handshake: the pipeline enable moves it)."""
     return vector_beat(cfg.lanes, complex_layout(cfg.width), valid=1, first=1)
@@ -153,17 +176,22 @@ class _Exchange(wiring.Component):
     beat, bubbles included) has its ``delay`` bit set. Latency ``delay`` beats; a beat's
     flags ride the upper line. ``active`` low: the beat passes combinationally, and the
     lines fill with bubbles (so no stale beat leaves them when the exchange comes back).
+    ``en`` holds two copies of the pipeline enable: bit 0 moves the lower line, bit 1 the
+    upper line, the beat counter and the valid bits.
 
     With a run-time ``delay``, lengthening the lines would bring back entries that already
     left; so the valid bits sit in a shift register of their own, which ``clear`` (pulsed
     when the transform length changes, the array being empty) wipes.
     """
 
+    ENABLES = 2
+
     def __init__(self, cfg, max_delay, *, variable):
         self._cfg = cfg
         self._max = max_delay
         self._variable = variable
-        ports = {"en": In(1), "active": In(1), "i": In(_beat(cfg)), "o": Out(_beat(cfg))}
+        ports = {"en": In(self.ENABLES), "active": In(1), "i": In(_beat(cfg)),
+                 "o": Out(_beat(cfg))}
         if variable:
             ports["delay"] = In(range(max_delay + 1))
             ports["clear"] = In(1)
@@ -181,15 +209,16 @@ class _Exchange(wiring.Component):
         m.submodules.low_line = low_line
         m.submodules.up_line = up_line
         delay = self.delay if self._variable else self._max
-        for line in (low_line, up_line):
-            m.d.comb += line.en.eq(self.en)
+        en = self.en[1]
+        for line, line_en in ((low_line, self.en[0]), (up_line, en)):
+            m.d.comb += line.en.eq(line_en)
             if self._variable:
                 m.d.comb += line.length.eq(delay)
 
         count = Signal(range(2 * self._max), name="beat_count")
         beat = Signal(range(2 * self._max), name="beat")
         m.d.comb += beat.eq(Mux(self.i.valid & self.i.first, 0, count))
-        with m.If(self.en):
+        with m.If(en):
             m.d.sync += count.eq(beat + 1)
         cross = Signal()
         m.d.comb += cross.eq((beat & delay) != 0)
@@ -211,7 +240,7 @@ class _Exchange(wiring.Component):
             valid_line = Signal(self._max, name="valid_line")
             with m.If(self.clear):
                 m.d.sync += valid_line.eq(0)
-            with m.Elif(self.en):
+            with m.Elif(en):
                 m.d.sync += valid_line.eq(Cat(inp.valid & self.active, valid_line[:-1]))
             out_valid = valid_line.bit_select((delay - 1)[:len(self.delay)], 1)
         with m.If(self.active):
@@ -235,6 +264,11 @@ class _Column(wiring.Component):
 
     An input register (beside the twiddle ROM's read register) then the PEs: latency
     ``1 + PE_LATENCY`` beats. Inactive (``N`` too short to use it): the input register only.
+    ``en`` holds ``1 + lanes/2`` copies of the pipeline enable: bit 0 moves the column's
+    registers and memory ports, bit ``1 + n`` PE ``n``. ``active`` (the transforms in the
+    columns use this one) and ``real`` come from registers of the array's, one per column,
+    as each drives hundreds of multiplexers. ``o_valid_next`` is the valid bit ``o`` will
+    show after a cycle with ``en`` high (for the array's enable, a cycle ahead).
     """
 
     def __init__(self, cfg, schedule, index):
@@ -242,14 +276,26 @@ class _Column(wiring.Component):
         self._sched = schedule
         self._index = index
         ports = {
-            "en": In(1),
+            "en": In(self.enables(cfg)),
             "log2n": In(range(schedule.log2n_max + 1)),
+            "active": In(1),
             "i": In(_beat(cfg)),
             "o": Out(_beat(cfg)),
+            "o_valid_next": Out(1),
         }
         if cfg.linear:
             ports.update({"real": In(1), "w_en": In(1), "w": In(weight_beat(cfg))})
         super().__init__(ports)
+
+    @staticmethod
+    def always_active(schedule, index):
+        """Column ``index`` runs a stage of every transform length."""
+        return all(plan[index].active for plan in map(schedule.plan, schedule.log2n_range))
+
+    @staticmethod
+    def enables(cfg):
+        """Copies of the pipeline enable a column takes: its registers', then one per PE."""
+        return 1 + cfg.lanes // 2
 
     def elaborate(self, platform):
         m = Module()
@@ -259,7 +305,7 @@ class _Column(wiring.Component):
         P, bit = sched.lanes, col.lane_bit
         pairs = [(l, l | 1 << bit) for l in range(P) if not l >> bit & 1]
         tb = cfg.twiddle_bits
-        en = self.en
+        en = self.en[0]
 
         # Beat number from the transform's first beat (bubbles included), for the twiddles.
         tbits = max(sched.log2n_max - sched.p, 1)
@@ -269,17 +315,21 @@ class _Column(wiring.Component):
         with m.If(en):
             m.d.sync += count.eq(beat + 1)
 
-        # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register.
+        # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register;
+        # a word holds the PEs' twiddle coefficients (FFT-only three-multiplier PEs: fft_coefs).
         size = 1 << col.kmax
-        table = [cfg.twiddle(idx, 2 * size) for idx in range(size)]
+        table = column_twiddles(cfg, col.kmax)
+        product = ButterflyPE.plan(cfg, table)
+        words = [fft_coefs(*w) if product == "three" else w for w in table]
+        width = len(words[0])
         mask = (1 << tb) - 1
         twiddles = []
         if size == 1:
-            wr, wi = table[0]
-            twiddles = [(Const(wr, tb), Const(wi, tb))] * len(pairs)   # W = 1
+            twiddles = [tuple(Const(v, tb) for v in words[0])] * len(pairs)   # W = 1
         else:
-            rom = memory.Memory(shape=unsigned(2 * tb), depth=size,
-                                init=[(r & mask) | (i & mask) << tb for r, i in table])
+            rom = memory.Memory(shape=unsigned(width * tb), depth=size,
+                                init=[sum((v & mask) << (k * tb) for k, v in enumerate(word))
+                                      for word in words])
             m.submodules.rom = rom
             for n, (l0, _) in enumerate(pairs):
                 port = rom.read_port()
@@ -294,7 +344,8 @@ class _Column(wiring.Component):
                                     for s in plan.twiddle_bits]
                             m.d.comb += idx.eq(Cat(*srcs))
                 m.d.comb += [port.addr.eq(idx), port.en.eq(en)]
-                twiddles.append((port.data[:tb].as_signed(), port.data[tb:].as_signed()))
+                twiddles.append(tuple(port.data[k * tb:(k + 1) * tb].as_signed()
+                                      for k in range(width)))
 
         # Real mode: each PE's weights at the address of the beat number, read beside the
         # input register; the column's shift register, set by every write to the column.
@@ -316,24 +367,16 @@ class _Column(wiring.Component):
                 ]
                 weights.append([rp.data[k * tb:(k + 1) * tb].as_signed() for k in range(4)])
 
-        active = Signal()
-        always = all(plan.active for plan in plans.values())
-        if always:
-            m.d.comb += active.eq(1)
-        else:
-            with m.Switch(self.log2n):
-                for log2n, plan in plans.items():
-                    with m.Case(log2n):
-                        m.d.comb += active.eq(int(plan.active))
+        active = self.active if not self.always_active(sched, self._index) else Const(1, 1)
         # Input register, PEs, and the flags beside them.
         reg = Signal(_beat(cfg), name="in_reg")
         with m.If(en):
             m.d.sync += reg.eq(self.i)
         pe_out = [None] * P
         for n, (l0, l1) in enumerate(pairs):
-            pe = ButterflyPE(cfg)
-            m.submodules[f"pe{n}"] = EnableInserter(en)(pe)
-            wr, wi = twiddles[n]
+            pe = ButterflyPE(cfg, twiddles=table)
+            m.submodules[f"pe{n}"] = EnableInserter(self.en[1 + n])(pe)
+            wr, wi = twiddles[n][:2]
             m.d.comb += [
                 pe.i.valid.eq(1),
                 pe.i.payload.x0.eq(reg.data[l0]),
@@ -352,8 +395,7 @@ class _Column(wiring.Component):
                 ]
             else:
                 m.d.comb += [
-                    pe.i.payload.coef[0].eq(wr),
-                    pe.i.payload.coef[1].eq(wi),
+                    *(pe.i.payload.coef[k].eq(v) for k, v in enumerate(twiddles[n])),
                     pe.i.payload.mode.eq(Mode.FFT),
                     pe.i.payload.shift.eq(1),
                 ]
@@ -365,6 +407,8 @@ class _Column(wiring.Component):
                 m.d.sync += flags[k].eq(flags[k - 1])
 
         out = self.o
+        before_out = flags[-2].valid if len(flags) > 1 else reg.valid & active
+        m.d.comb += self.o_valid_next.eq(Mux(active, before_out, self.i.valid))
         with m.If(active):
             m.d.comb += [
                 *(out.data[lane].eq(pe_out[lane]) for lane in range(P)),
@@ -412,10 +456,12 @@ class ButterflyArray(wiring.Component):
     pes : int
         Butterfly PEs: ``lanes/2 · log2(n_max)``.
     multipliers : int
-        Real multipliers: ``4 · pes``.
+        Real multipliers: the PEs' (module docstring, ``ButterflyConfig.array_multipliers``).
     """
 
     ORDERS = ("natural", "columns")
+    #: copies of the pipeline enable outside the columns and exchanges: control, input register
+    CORE_ENABLES = 2
 
     def __init__(self, config=ButterflyConfig(), *, input_order="natural",
                  output_order="natural"):
@@ -435,7 +481,9 @@ class ButterflyArray(wiring.Component):
         self.schedule = ArraySchedule(config.lanes, config.n_max,
                                       chained=input_order == "columns")
         self.pes = config.lanes // 2 * config.stages_max
-        self.multipliers = config.MULTIPLIERS_PER_PE * self.pes
+        self.multipliers = config.lanes // 2 * sum(
+            ButterflyPE.MULTIPLIERS[ButterflyPE.plan(config, column_twiddles(config, col.kmax))]
+            for col in self.schedule.columns)
         out_beat = output_beat(config) if output_order == "natural" else input_beat(config)
         ports = {
             "i": In(stream.Signature(input_beat(config))),
@@ -452,20 +500,47 @@ class ButterflyArray(wiring.Component):
         m = Module()
         cfg, sched = self.config, self.schedule
         P, p, lmax = cfg.lanes, sched.p, sched.log2n_max
-        en = Signal()
+
+        # -- the pipeline enable: registered copies, each moving its share of the array ------
+        # (see "Flow control" in the module docstring); ``en_next`` is the enable next cycle
+        # if the array stalls (bit 0) or moves (bit 1) this cycle, computed at the end.
+        en_next = Signal(2)
+        n_copies = (self.CORE_ENABLES + len(sched.columns) * _Column.enables(cfg)
+                    + sum(_Exchange.ENABLES for col in sched.columns if col.delay))
+        copies = iter(enable_copies(m, "en", n_copies, if_enabled=en_next[1],
+                                    if_stalled=en_next[0]))
+
+        def enables(count):
+            return Cat(*(next(copies) for _ in range(count)))
+
+        en, en_head = (next(copies) for _ in range(self.CORE_ENABLES))
 
         # -- the columns and exchanges, in order ---------------------------------------------
         cur_log2n = Signal(range(lmax + 1), init=p)     # the transforms in the columns
         cur_real = Signal()                             # … and their mode (1: real)
         new_length = Signal()                           # a transform of another N or mode enters
+        slot_log2n = Signal(range(lmax + 1), name="slot_log2n")   # … with this length
+        slot_real = Signal(name="slot_real")                      # … and mode
         head = Signal(_beat(cfg), name="head")          # the input register
+
+        def length_flag(name, flag_of):
+            """A register holding ``flag_of(log2n)`` of the transforms in the columns (loaded
+            with ``cur_log2n``, so each column's multiplexers have a flip-flop of their own)."""
+            flag = Signal(name=name, init=int(flag_of(p)))
+            with m.If(new_length):
+                with m.Switch(slot_log2n):
+                    for log2n in sched.log2n_range:
+                        with m.Case(log2n):
+                            m.d.sync += flag.eq(int(flag_of(log2n)))
+            return flag
+
         beat = head
         for c, col in enumerate(sched.columns):
             if col.delay:
                 variable = col.kind != "time"
                 xch = _Exchange(cfg, col.delay, variable=variable)
                 m.submodules[f"xch{c}"] = xch
-                m.d.comb += [xch.en.eq(en), xch.i.eq(beat)]
+                m.d.comb += [xch.en.eq(enables(_Exchange.ENABLES)), xch.i.eq(beat)]
                 if variable:
                     # the time slot of the plan's exchange for the length (2**slot beats)
                     m.d.comb += xch.clear.eq(new_length)
@@ -473,26 +548,37 @@ class ButterflyArray(wiring.Component):
                         for log2n in sched.log2n_range:
                             slot = sched.plan(log2n)[c].exchange
                             with m.Case(log2n):
-                                m.d.comb += [xch.active.eq(slot is not None),
-                                             xch.delay.eq(0 if slot is None else 1 << slot)]
+                                m.d.comb += xch.delay.eq(0 if slot is None else 1 << slot)
+                    m.d.comb += xch.active.eq(length_flag(
+                        f"xch{c}_active", lambda n, c=c: sched.plan(n)[c].exchange is not None))
                 else:
-                    m.d.comb += xch.active.eq(cur_log2n >= lmax - c)
+                    m.d.comb += xch.active.eq(length_flag(f"xch{c}_active",
+                                                          lambda n, c=c: n >= lmax - c))
                 beat = xch.o
             column = _Column(cfg, sched, c)
             m.submodules[f"col{c}"] = column
-            m.d.comb += [column.en.eq(en), column.log2n.eq(cur_log2n), column.i.eq(beat)]
+            m.d.comb += [column.en.eq(enables(_Column.enables(cfg))), column.log2n.eq(cur_log2n),
+                         column.i.eq(beat)]
+            if not _Column.always_active(sched, c):
+                m.d.comb += column.active.eq(length_flag(
+                    f"col{c}_active", lambda n, c=c: sched.plan(n)[c].active))
             if cfg.linear:
+                col_real = Signal(name=f"col{c}_real")
+                with m.If(new_length):
+                    m.d.sync += col_real.eq(slot_real)
                 m.d.comb += [
-                    column.real.eq(cur_real),
+                    column.real.eq(col_real),
                     column.w_en.eq(self.w.valid & self.w.ready & (self.w.payload.column == c)),
                     column.w.eq(self.w.payload),
                 ]
             beat = column.o
-        tail = beat
+        tail, tail_valid_next = beat, column.o_valid_next
 
-        # -- the reorder buffer, or the last column's beats straight out ---------------------
-        move = Signal()                                 # the pipeline moves if there is room
-        tail_free = Signal()                            # the last column's beat can leave
+        # -- the reorder buffer, or the last column's beats into a two-beat FIFO -------------
+        # ``tail_free_next``: next cycle, the last column's beat can leave, if this cycle's beat
+        # (if any) does not fill a place (bit 0) or does (bit 1).
+        tail_free_next = Signal(2)
+        fills = Signal()                                # the tail's beat would fill a place
         if self.output_order == "natural":
             m.submodules.reorder = rob = ReorderBuffer(cfg, sched)
             wiring.connect(m, wiring.flipped(self.o), rob.o)
@@ -502,22 +588,31 @@ class ButterflyArray(wiring.Component):
                 rob.w.first.eq(tail.first),
                 rob.w.last.eq(tail.last),
                 rob.w_log2n.eq(cur_log2n),
-                tail_free.eq(rob.w_ready),
+                tail_free_next.eq(rob.w_ready_next),
+                fills.eq(tail.last),
             ]
         else:
-            # valid only while the pipeline would move, so a taken beat always leaves
+            out_beat = input_beat(cfg)
+            m.submodules.out_fifo = fifo = SyncFIFO(width=out_beat.size, depth=2)
+            leaving = Signal(out_beat)
             m.d.comb += [
-                self.o.valid.eq(tail.valid & move),
-                self.o.payload.data.eq(tail.data),
-                self.o.payload.log2n.eq(cur_log2n),
-                self.o.payload.mode.eq(Mux(cur_real, Mode.REAL, Mode.FFT)),
-                self.o.payload.last.eq(tail.last),
-                tail_free.eq(self.o.ready),
+                leaving.data.eq(tail.data),
+                leaving.log2n.eq(cur_log2n),
+                leaving.mode.eq(Mux(cur_real, Mode.REAL, Mode.FFT)),
+                leaving.last.eq(tail.last),
+                fifo.w_data.eq(leaving),
+                fifo.w_en.eq(en & tail.valid),
+                self.o.valid.eq(fifo.r_rdy),
+                self.o.payload.eq(fifo.r_data),
+                fifo.r_en.eq(self.o.ready),
+                fills.eq(1),
             ]
+            kept = fifo.level - (fifo.r_rdy & self.o.ready)
+            m.d.comb += tail_free_next.eq(Cat(kept < 2, kept < 1))
 
         # -- the front: frames as the user sends them ------------------------------------------
         # Counts each transform's beats (``last`` and ``log2n`` are checked here), sends FFT
-        # transforms straight to the columns and real ones through the input bit-reversal
+        # transforms straight to the input slot and real ones through the input bit-reversal
         # buffer, and holds the input between transforms while weights are being written.
         inp = self.i.payload
         beat_range = range(max(cfg.n_max // P, 2))
@@ -552,13 +647,15 @@ class ButterflyArray(wiring.Component):
             f_ends.eq(Mux(f_boundary, in_end == 0, f_beat == f_end)),
         ]
 
-        # The core's input: the bit-reversal buffer's output while it has one, else the front.
-        c_valid = Signal()
-        c_ready = Signal()
-        c_data = Signal(data.ArrayLayout(complex_layout(cfg.width), P))
-        c_log2n = Signal(range(lmax + 1))
-        c_real = Signal()
+        # The slot's source: the bit-reversal buffer's output while it has one, else the front.
+        src_valid = Signal()
+        src_ready = Signal()
+        src_data = Signal(data.ArrayLayout(complex_layout(cfg.width), P))
+        src_log2n = Signal(range(lmax + 1))
+        src_real = Signal()
+        slot_valid = Signal()                       # the input slot: the columns' next beat
         in_flight = Signal(range(2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 9))
+        empty = ~slot_valid & (in_flight == 0)      # nothing between the slot and the tail
         hold = Signal()                             # weights waiting: no new transform
         if cfg.linear:
             m.d.comb += hold.eq(self.w.valid | (self.hold if self.output_order == "columns" else 0))
@@ -566,38 +663,37 @@ class ButterflyArray(wiring.Component):
             # already in the columns' order: straight in, every transform real
             held = f_boundary & hold
             m.d.comb += [
-                self.w.ready.eq(f_boundary & (in_flight == 0)),
-                c_valid.eq(self.i.valid & ~held),
-                c_data.eq(inp.data),
-                c_log2n.eq(f_log2n),
-                c_real.eq(1),
-                self.i.ready.eq(~held & c_ready),
+                self.w.ready.eq(f_boundary & empty),
+                src_valid.eq(self.i.valid & ~held),
+                src_data.eq(inp.data),
+                src_log2n.eq(f_log2n),
+                src_real.eq(1),
+                self.i.ready.eq(~held & src_ready),
             ]
         elif cfg.linear:
             m.submodules.bitrev = rev = ReorderBuffer(cfg, BitReverseSchedule(P, cfg.n_max))
-            w_ready = f_boundary & rev.idle & (in_flight == 0)
             m.d.comb += [
-                self.w.ready.eq(w_ready),
+                self.w.ready.eq(f_boundary & rev.idle & empty),
                 rev.w_en.eq(self.i.valid & f_real & rev.w_ready & ~(f_boundary & hold)),
                 rev.w.data.eq(inp.data),
                 rev.w.first.eq(f_boundary),
                 rev.w.last.eq(f_ends),
                 rev.w_log2n.eq(f_log2n),
-                rev.o.ready.eq(c_ready),
-                c_valid.eq(rev.o.valid | (self.i.valid & ~f_real & rev.idle
-                                          & ~(f_boundary & hold))),
-                c_data.eq(Mux(rev.o.valid, rev.o.payload.data, inp.data)),
-                c_log2n.eq(Mux(rev.o.valid, rev.o_log2n, f_log2n)),
-                c_real.eq(rev.o.valid),
+                rev.o.ready.eq(src_ready),
+                src_valid.eq(rev.o.valid | (self.i.valid & ~f_real & rev.idle
+                                            & ~(f_boundary & hold))),
+                src_data.eq(Mux(rev.o.valid, rev.o.payload.data, inp.data)),
+                src_log2n.eq(Mux(rev.o.valid, rev.o_log2n, f_log2n)),
+                src_real.eq(rev.o.valid),
                 self.i.ready.eq(~(f_boundary & hold)
-                                & Mux(f_real, rev.w_ready, c_ready & rev.idle)),
+                                & Mux(f_real, rev.w_ready, src_ready & rev.idle)),
             ]
         else:
             m.d.comb += [
-                c_valid.eq(self.i.valid),
-                c_data.eq(inp.data),
-                c_log2n.eq(f_log2n),
-                self.i.ready.eq(c_ready),
+                src_valid.eq(self.i.valid),
+                src_data.eq(inp.data),
+                src_log2n.eq(f_log2n),
+                self.i.ready.eq(src_ready),
             ]
         f_accept = self.i.valid & self.i.ready
         with m.If(f_accept):
@@ -614,39 +710,54 @@ class ButterflyArray(wiring.Component):
             with m.If((inp.last != f_ends) | (f_boundary & (bad_log2n | bad_mode))):
                 m.d.sync += self.error.eq(1)
 
-        # -- the core: frame count, length/mode changes, the pipeline enable ---------------------
+        # -- the input slot and the core: frame count, length/mode changes ---------------------
+        slot_data = Signal.like(src_data, name="slot_data")
         in_beat = Signal(beat_range)               # beat number in the transform
         frame_end = Signal(beat_range)             # its last beat number
         boundary = in_beat == 0
+        changes = (slot_log2n != cur_log2n) | (slot_real != cur_real)
         drain = Signal()
-        m.d.comb += drain.eq(boundary & ((c_log2n != cur_log2n) | (c_real != cur_real))
-                             & (in_flight != 0))
-        room = Signal()
+        m.d.comb += drain.eq(boundary & changes & (in_flight != 0))
+        accept = Signal()
         m.d.comb += [
-            room.eq(~tail.valid | tail_free),
-            c_ready.eq(room & ~drain),
-            move.eq(c_valid | boundary),
-            en.eq(room & move),
+            accept.eq(en & slot_valid & ~drain),
+            src_ready.eq(~slot_valid | accept),
+            new_length.eq(accept & boundary & changes),
         ]
-        accept = c_valid & c_ready
-        m.d.comb += new_length.eq(accept & boundary & ((c_log2n != cur_log2n) | (c_real != cur_real)))
+        with m.If(src_ready):
+            m.d.sync += [slot_valid.eq(src_valid), slot_data.eq(src_data),
+                         slot_log2n.eq(src_log2n), slot_real.eq(src_real)]
         ends = Signal()
-        c_end = first_end(c_log2n, "c_end")
-        m.d.comb += ends.eq(Mux(boundary, c_end == 0, in_beat == frame_end))
+        slot_end = first_end(slot_log2n, "slot_end")
+        m.d.comb += ends.eq(Mux(boundary, slot_end == 0, in_beat == frame_end))
+        with m.If(en_head):
+            m.d.sync += head.data.eq(slot_data)
         with m.If(en):
             m.d.sync += [
-                head.data.eq(c_data),
                 head.valid.eq(accept),
                 head.first.eq(accept & boundary),
                 head.last.eq(accept & ends),
             ]
         with m.If(accept):
             with m.If(boundary):
-                m.d.sync += [cur_log2n.eq(c_log2n), cur_real.eq(c_real), frame_end.eq(c_end)]
+                m.d.sync += [cur_log2n.eq(slot_log2n), cur_real.eq(slot_real),
+                             frame_end.eq(slot_end)]
             m.d.sync += in_beat.eq(Mux(ends, 0, in_beat + 1))
         leave = en & tail.valid
         with m.If(accept & ~leave):
             m.d.sync += in_flight.eq(in_flight + 1)
         with m.Elif(leave & ~accept):
             m.d.sync += in_flight.eq(in_flight - 1)
+
+        # -- the enable a cycle ahead: room at the tail, and a beat in the slot or a boundary --
+        def enable_after(moves):
+            take = slot_valid & ~drain if moves else Const(0, 1)
+            slot_next = (src_valid & (~slot_valid | take)) | (slot_valid & ~take)
+            boundary_next = Mux(take, ends, boundary)
+            tail_next = tail_valid_next if moves else tail.valid
+            free_next = Mux(tail.valid & fills, tail_free_next[1], tail_free_next[0]) if moves \
+                else tail_free_next[0]
+            return (~tail_next | free_next) & (slot_next | boundary_next)
+
+        m.d.comb += en_next.eq(Cat(enable_after(False), enable_after(True)))
         return m

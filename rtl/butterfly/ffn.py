@@ -36,11 +36,12 @@ Rows: ``log2n`` on a row's first beat (``lanes ≤ N ≤ n_max``; clamped and ``
 outside), ``last`` on its final beat (checked against the count: a mismatch sets
 ``error``, the count wins). Both layers must have the ``N`` the rows have.
 
-Cycles: a row's last output comes ``1 + chained_array_pipeline(N)`` cycles after it would
-leave a single array in real mode (the link register and the second array's columns in place
-of the first array's reorder buffer); :func:`attnforge.sim.butterfly.ffn_cycles` replays it
-exactly for rows of one length at full rate (e.g. ``lanes = 8``, ``N = n_max = 256``: 267
-cycles from a row's first input to its last output, then one row every 32 cycles).
+Cycles: a row's last output comes ``3 + chained_array_pipeline(N)`` cycles after it would
+leave a single array in real mode (the first array's output FIFO, the link register, the
+second array's input slot and its columns in place of the first array's reorder buffer);
+:func:`attnforge.sim.butterfly.ffn_cycles` replays it exactly for rows of one length at full
+rate (e.g. ``lanes = 8``, ``N = n_max = 256``: 270 cycles from a row's first input to its
+last output, then one row every 32 cycles).
 
 Cost: the two arrays (``lanes·log2(n_max)`` PEs, ``4`` multipliers each), one input
 bit-reversal buffer and one reorder buffer (``2·n_max`` complex samples each), the chained

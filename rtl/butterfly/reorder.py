@@ -52,6 +52,9 @@ class ReorderBuffer(wiring.Component):
         ``log2 N`` of the transform being written (read with its last beat).
     w_ready : Out(1)
         The buffer has room for the transform being written.
+    w_ready_next : Out(2)
+        ``w_ready`` next cycle if no write this cycle ends a transform (bit 0), and if one
+        does (bit 1): for a writer that decides a cycle ahead.
     o : Out(stream) of :func:`output_beat`
         Natural order, ``N / lanes`` beats per transform, the first one cycle after the
         transform's last write at the earliest.
@@ -71,6 +74,7 @@ class ReorderBuffer(wiring.Component):
             "w": In(_write_layout(config)),
             "w_log2n": In(range(schedule.log2n_max + 1)),
             "w_ready": Out(1),
+            "w_ready_next": Out(2),
             "o": Out(stream.Signature(output_beat(config))),
             "o_log2n": Out(range(schedule.log2n_max + 1)),
             "idle": Out(1),
@@ -154,6 +158,9 @@ class ReorderBuffer(wiring.Component):
                         m.d.sync += full[h].eq(0)
             with m.Else():
                 m.d.sync += t_out.eq(t_out + 1)
+        freed = [issue & r_last & (r_half == h) for h in range(2)]
+        still_full = Array(full[h] & ~freed[h] for h in range(2))
+        m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_half], ~still_full[~w_half]))
         read_data = Array(rd.data for _, rd in banks)
         for lane in range(P):
             m.d.comb += self.o.payload.data[lane].eq(read_data[sel[lane]])
