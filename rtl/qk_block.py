@@ -59,6 +59,8 @@ __all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat"
 ROW_SLOTS = 4
 #: copies of the flags that steer the n_max-bit alive shift registers
 FLAG_COPIES = 8
+#: copies of each query ring slot's write enable (each enables a group of the elements)
+RING_WRITE_COPIES = 8
 #: the ``mode`` field
 SUMMARIZATION, GENERATION = 0, 1
 #: bits of the ``row`` field (row numbers within a head wrap at 2**ROW_BITS)
@@ -253,14 +255,21 @@ class QKBlock(wiring.Component):
                 m.d.sync += q_done.eq(1)
         # The ring slot is written the cycle after the hand-over, by a one-hot register: each
         # slot's enable leaves a flip-flop (the decode fed hundreds of enables spread over
-        # the chip). ``held_q`` still holds the query then; the row cannot be dispatched
-        # before (the choice is registered).
+        # the chip), in RING_WRITE_COPIES copies that each enable a group of the elements
+        # (one flip-flop's 384 enables took 12 ns of routing). A slot is never written two
+        # cycles running (``held_q_valid`` falls with each write), so a copy's next value
+        # may read its own output, which keeps synthesis from merging the copies. ``held_q``
+        # still holds the query then; the row cannot be dispatched before (the choice is
+        # registered).
         to_ring = held_q_valid & (ring_used != ROW_SLOTS)
-        ring_write = Signal(ROW_SLOTS)
-        m.d.sync += ring_write.eq(Mux(to_ring, 1 << received[:slot_bits], 0))
+        copies = min(RING_WRITE_COPIES, cfg.head_dim)
+        group = cfg.head_dim // copies
         for s in range(ROW_SLOTS):
-            with m.If(ring_write[s]):
-                m.d.sync += ring[s].eq(held_q)
+            for c in range(copies):
+                write = Signal(name=f"ring_write{s}_{c}")
+                m.d.sync += write.eq(~write & to_ring & (received[:slot_bits] == s))
+                with m.If(write):
+                    m.d.sync += [ring[s][j].eq(held_q[j]) for j in range(c * group, (c + 1) * group)]
         with m.If(to_ring):
             m.d.sync += [received.eq(received + 1), held_q_valid.eq(0)]
 
