@@ -693,7 +693,8 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     """Predict the streaming array's cycles for transforms streamed back to back.
 
     A cycle replay of the array's flow control. The input accepts one beat of ``lanes``
-    samples per cycle into the input slot (a register in front of the columns); a real
+    samples per cycle into the input slot (a two-beat FIFO in front of the columns, ready
+    while it holds fewer than two); a real
     transform (``modes[i]`` :data:`MODE_REAL`) goes first through the input bit-reversal
     buffer (two transforms deep, written one beat a cycle, read into the slot one beat a
     cycle once a transform is complete), an FFT (:data:`MODE_FFT`) straight into the slot,
@@ -733,7 +734,7 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     rev_full = [None, None]                     # the bit-reversal buffer
     rev_w = rev_r = rev_beat = 0
     rev_o = None                                # its output register: (transform, beat)
-    slot = None                                 # the input slot: (transform, beat)
+    slot = []                                   # the input slot: (transform, beat) each
     c_beat = 0                                  # beat number at the columns' input
     full = [None, None]                         # the reorder buffer
     w_half = r_half = r_beat = 0
@@ -755,11 +756,11 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
         else:
             src = None
         boundary = c_beat == 0
-        drain = (boundary and slot is not None and any(pipe)
-                 and (lengths[slot[0]], modes[slot[0]]) != cur)
-        accept = slot is not None and room and not drain
-        en = room and (slot is not None or boundary)
-        slot_ready = slot is None or accept
+        drain = (boundary and slot and any(pipe)
+                 and (lengths[slot[0][0]], modes[slot[0][0]]) != cur)
+        accept = bool(slot) and room and not drain
+        en = room and (bool(slot) or boundary)
+        slot_ready = len(slot) < 2
         rev_write = front_real and rev_full[rev_w] is None
         rev_issue = (rev_o is None or slot_ready) and rev_full[rev_r] is not None
         # the output reorder buffer's read side
@@ -780,17 +781,17 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
                 w_half ^= 1
             new = None
             if accept:
-                vec, beat = slot
+                new = slot.pop(0)
+                vec, beat = new
                 if beat == 0 and (lengths[vec], modes[vec]) != cur:
                     cur = (lengths[vec], modes[vec])
                     pipe = [None] * pipes[lengths[vec]]
-                new = slot
                 c_beat = 0 if beat == beats[vec] - 1 else c_beat + 1
             pipe = [new] + pipe[:-1]
         if freed is not None:
             full[freed] = None
-        if slot_ready:
-            slot = src
+        if slot_ready and src is not None:
+            slot.append(src)
         # the input: straight into the slot, or into the bit-reversal buffer
         took = (src is not None and slot_ready and rev_o is None) or rev_write
         if took:

@@ -78,7 +78,7 @@ Flow control
 ------------
 One pipeline enable moves every column, exchange and delay line at once; valid/first/last
 flags travel with the beats. It is high when the last column's beat can go into the reorder
-buffer (or there is none) and either the **input slot** (a register in front of the
+buffer (or there is none) and either the **input slot** (a two-beat FIFO in front of the
 columns, filled from the input or the bit-reversal buffer) holds a beat or the columns are
 between transforms, where bubbles are pushed in to drain the pipeline. Inside a transform
 the pipeline stalls on an empty slot, so every transform's beats stay contiguous, which the
@@ -653,7 +653,7 @@ class ButterflyArray(wiring.Component):
         src_data = Signal(data.ArrayLayout(complex_layout(cfg.width), P))
         src_log2n = Signal(range(lmax + 1))
         src_real = Signal()
-        slot_valid = Signal()                       # the input slot: the columns' next beat
+        slot_valid = Signal()                       # the input slot has the columns' next beat
         in_flight = Signal(range(2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 9))
         empty = ~slot_valid & (in_flight == 0)      # nothing between the slot and the tail
         hold = Signal()                             # weights waiting: no new transform
@@ -711,7 +711,20 @@ class ButterflyArray(wiring.Component):
                 m.d.sync += self.error.eq(1)
 
         # -- the input slot and the core: frame count, length/mode changes ---------------------
-        slot_data = Signal.like(src_data, name="slot_data")
+        # The slot is a two-beat FIFO, so its ready is a register (``level != 2``) and neither
+        # the front nor the bit-reversal buffer waits on this cycle's pipeline enable.
+        entry = data.StructLayout({"data": src_data.shape(), "log2n": src_log2n.shape(),
+                                   "real": 1})
+        m.submodules.slot = slot = SyncFIFO(width=entry.size, depth=2)
+        incoming = Signal(entry)
+        head_entry = data.View(entry, slot.r_data)
+        slot_data = head_entry.data
+        m.d.comb += [
+            incoming.data.eq(src_data), incoming.log2n.eq(src_log2n), incoming.real.eq(src_real),
+            slot.w_data.eq(incoming), slot.w_en.eq(src_valid), src_ready.eq(slot.w_rdy),
+            slot_valid.eq(slot.r_rdy), slot_log2n.eq(head_entry.log2n),
+            slot_real.eq(head_entry.real),
+        ]
         in_beat = Signal(beat_range)               # beat number in the transform
         frame_end = Signal(beat_range)             # its last beat number
         boundary = in_beat == 0
@@ -721,12 +734,9 @@ class ButterflyArray(wiring.Component):
         accept = Signal()
         m.d.comb += [
             accept.eq(en & slot_valid & ~drain),
-            src_ready.eq(~slot_valid | accept),
+            slot.r_en.eq(accept),
             new_length.eq(accept & boundary & changes),
         ]
-        with m.If(src_ready):
-            m.d.sync += [slot_valid.eq(src_valid), slot_data.eq(src_data),
-                         slot_log2n.eq(src_log2n), slot_real.eq(src_real)]
         ends = Signal()
         slot_end = first_end(slot_log2n, "slot_end")
         m.d.comb += ends.eq(Mux(boundary, slot_end == 0, in_beat == frame_end))
@@ -750,9 +760,11 @@ class ButterflyArray(wiring.Component):
             m.d.sync += in_flight.eq(in_flight - 1)
 
         # -- the enable a cycle ahead: room at the tail, and a beat in the slot or a boundary --
+        kept = slot.level + (src_valid & slot.w_rdy)     # the slot's beats next cycle, plus taken
+
         def enable_after(moves):
             take = slot_valid & ~drain if moves else Const(0, 1)
-            slot_next = (src_valid & (~slot_valid | take)) | (slot_valid & ~take)
+            slot_next = kept > take
             boundary_next = Mux(take, ends, boundary)
             tail_next = tail_valid_next if moves else tail.valid
             free_next = Mux(tail.valid & fills, tail_free_next[1], tail_free_next[0]) if moves \
