@@ -19,9 +19,10 @@ Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
 
 * PEs: ``(P/2)·S`` (:attr:`ButterflyArray.pes`). Real multipliers
   (:attr:`ButterflyArray.multipliers`, :class:`~.pe.ButterflyPE`'s plans): 4 per PE with
-  ``linear = 1`` (``2·P·S``); FFT-only (``linear = 0``), 3 per PE except in the first two
-  columns, whose twiddles are only 1 and −j and need none (``3·(P/2)·(S − 2)``). Example:
-  ``P = 8``, ``n_max = 1024``: 40 PEs, 160 multipliers, or 96 FFT-only.
+  ``linear = 1`` (``2·P·S``); FFT-only (``linear = 0``), 3 per PE except in the first four
+  columns, which need none: twiddles 1 and −j only, then those of ``W_8`` and ``W_16``
+  (a few constant magnitudes, products by shifts and adds) (``3·(P/2)·(S − 4)``). Example:
+  ``P = 8``, ``n_max = 1024``: 40 PEs, 160 multipliers, or 72 FFT-only.
 * Exchange memory: ``P·(n_max/P − 1) + n_max/2 = 1.5·n_max − P`` complex samples (lines of
   up to :attr:`.delay.DelayLine.REGISTERS` beats are registers, longer ones block RAM), plus
   ``n_max/(2·P)`` flip-flops of valid bits for the return exchange. Example: ``P = 8``,
@@ -317,22 +318,26 @@ class _Column(wiring.Component):
 
         # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register;
         # a word holds the PEs' twiddle coefficients (FFT-only three-multiplier PEs: fft_coefs).
+        # The table-driven PEs (ButterflyPE.INDEXED) take the index itself: their "ROM" is a
+        # register of the address.
         size = 1 << col.kmax
         table = column_twiddles(cfg, col.kmax)
         product = ButterflyPE.plan(cfg, table)
-        words = [fft_coefs(*w) if product == "three" else w for w in table]
+        indexed = product in ButterflyPE.INDEXED
+        words = [(idx,) if indexed else fft_coefs(*w) if product == "three" else w
+                 for idx, w in enumerate(table)]
         width = len(words[0])
         mask = (1 << tb) - 1
         twiddles = []
         if size == 1:
             twiddles = [tuple(Const(v, tb) for v in words[0])] * len(pairs)   # W = 1
         else:
-            rom = memory.Memory(shape=unsigned(width * tb), depth=size,
-                                init=[sum((v & mask) << (k * tb) for k, v in enumerate(word))
-                                      for word in words])
-            m.submodules.rom = rom
+            if not indexed:
+                rom = memory.Memory(shape=unsigned(width * tb), depth=size,
+                                    init=[sum((v & mask) << (k * tb) for k, v in enumerate(word))
+                                          for word in words])
+                m.submodules.rom = rom
             for n, (l0, _) in enumerate(pairs):
-                port = rom.read_port()
                 idx = Signal(col.kmax, name=f"tw_idx{n}")
                 with m.Switch(self.log2n):
                     for log2n, plan in plans.items():
@@ -343,6 +348,13 @@ class _Column(wiring.Component):
                                     Const(l0 >> s[1] & 1, 1) if s[0] == "lane" else beat[s[1]]
                                     for s in plan.twiddle_bits]
                             m.d.comb += idx.eq(Cat(*srcs))
+                if indexed:
+                    word = Signal(col.kmax, name=f"tw_word{n}")
+                    with m.If(en):
+                        m.d.sync += word.eq(idx)
+                    twiddles.append((word,))
+                    continue
+                port = rom.read_port()
                 m.d.comb += [port.addr.eq(idx), port.en.eq(en)]
                 twiddles.append(tuple(port.data[k * tb:(k + 1) * tb].as_signed()
                                       for k in range(width)))
@@ -376,7 +388,6 @@ class _Column(wiring.Component):
         for n, (l0, l1) in enumerate(pairs):
             pe = ButterflyPE(cfg, twiddles=table)
             m.submodules[f"pe{n}"] = EnableInserter(self.en[1 + n])(pe)
-            wr, wi = twiddles[n][:2]
             m.d.comb += [
                 pe.i.valid.eq(1),
                 pe.i.payload.x0.eq(reg.data[l0]),
@@ -385,6 +396,7 @@ class _Column(wiring.Component):
             ]
             if cfg.linear:
                 a, b, c, d = weights[n]
+                wr, wi = twiddles[n]
                 m.d.comb += [
                     pe.i.payload.coef[0].eq(Mux(self.real, a, wr)),
                     pe.i.payload.coef[1].eq(Mux(self.real, b, wi)),
@@ -655,7 +667,8 @@ class ButterflyArray(wiring.Component):
         src_real = Signal()
         slot_valid = Signal()                       # the input slot has the columns' next beat
         in_flight = Signal(range(2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 9))
-        empty = ~slot_valid & (in_flight == 0)      # nothing between the slot and the tail
+        busy = Signal()                             # in_flight != 0, as a register
+        empty = ~slot_valid & ~busy                 # nothing between the slot and the tail
         hold = Signal()                             # weights waiting: no new transform
         if cfg.linear:
             m.d.comb += hold.eq(self.w.valid | (self.hold if self.output_order == "columns" else 0))
@@ -713,24 +726,32 @@ class ButterflyArray(wiring.Component):
         # -- the input slot and the core: frame count, length/mode changes ---------------------
         # The slot is a two-beat FIFO, so its ready is a register (``level != 2``) and neither
         # the front nor the bit-reversal buffer waits on this cycle's pipeline enable.
+        # Each entry also says whether its length or mode differs from the entry before it:
+        # at a transform boundary that is "differs from the transforms in the columns".
         entry = data.StructLayout({"data": src_data.shape(), "log2n": src_log2n.shape(),
-                                   "real": 1})
+                                   "real": 1, "changes": 1})
         m.submodules.slot = slot = SyncFIFO(width=entry.size, depth=2)
         incoming = Signal(entry)
         head_entry = data.View(entry, slot.r_data)
         slot_data = head_entry.data
+        pushed_log2n = Signal(range(lmax + 1), init=p)  # of the last beat into the slot
+        pushed_real = Signal()
         m.d.comb += [
             incoming.data.eq(src_data), incoming.log2n.eq(src_log2n), incoming.real.eq(src_real),
+            incoming.changes.eq((src_log2n != pushed_log2n) | (src_real != pushed_real)),
             slot.w_data.eq(incoming), slot.w_en.eq(src_valid), src_ready.eq(slot.w_rdy),
             slot_valid.eq(slot.r_rdy), slot_log2n.eq(head_entry.log2n),
             slot_real.eq(head_entry.real),
         ]
+        with m.If(src_valid & slot.w_rdy):
+            m.d.sync += [pushed_log2n.eq(src_log2n), pushed_real.eq(src_real)]
+        # The core's state, as registers the enable and the accept logic read directly.
         in_beat = Signal(beat_range)               # beat number in the transform
         frame_end = Signal(beat_range)             # its last beat number
-        boundary = in_beat == 0
-        changes = (slot_log2n != cur_log2n) | (slot_real != cur_real)
+        boundary = Signal(init=1)                  # in_beat == 0
+        changes = head_entry.changes
         drain = Signal()
-        m.d.comb += drain.eq(boundary & changes & (in_flight != 0))
+        m.d.comb += drain.eq(boundary & changes & busy)
         accept = Signal()
         m.d.comb += [
             accept.eq(en & slot_valid & ~drain),
@@ -739,7 +760,7 @@ class ButterflyArray(wiring.Component):
         ]
         ends = Signal()
         slot_end = first_end(slot_log2n, "slot_end")
-        m.d.comb += ends.eq(Mux(boundary, slot_end == 0, in_beat == frame_end))
+        m.d.comb += ends.eq(Mux(boundary, slot_log2n == p, in_beat == frame_end))
         with m.If(en_head):
             m.d.sync += head.data.eq(slot_data)
         with m.If(en):
@@ -752,12 +773,12 @@ class ButterflyArray(wiring.Component):
             with m.If(boundary):
                 m.d.sync += [cur_log2n.eq(slot_log2n), cur_real.eq(slot_real),
                              frame_end.eq(slot_end)]
-            m.d.sync += in_beat.eq(Mux(ends, 0, in_beat + 1))
+            m.d.sync += [in_beat.eq(Mux(ends, 0, in_beat + 1)), boundary.eq(ends)]
         leave = en & tail.valid
         with m.If(accept & ~leave):
-            m.d.sync += in_flight.eq(in_flight + 1)
+            m.d.sync += [in_flight.eq(in_flight + 1), busy.eq(1)]
         with m.Elif(leave & ~accept):
-            m.d.sync += in_flight.eq(in_flight - 1)
+            m.d.sync += [in_flight.eq(in_flight - 1), busy.eq(in_flight != 1)]
 
         # -- the enable a cycle ahead: room at the tail, and a beat in the slot or a boundary --
         kept = slot.level + (src_valid & slot.w_rdy)     # the slot's beats next cycle, plus taken
