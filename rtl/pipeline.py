@@ -4,7 +4,8 @@
 pipeline's advance condition); :func:`tree` reduces a list pairwise with a register after
 every level, carrying sideband values (valid, last, …) alongside; :func:`flag_copies` makes
 one control flag in several flip-flops, to split a fan-out of thousands, and
-:func:`enable_copies` does the same for a pipeline enable computed a cycle ahead.
+:func:`enable_copies` does the same for a pipeline enable computed a cycle ahead, and
+:func:`held_copies` for a register loaded now and then.
 """
 
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Mux, Signal, Value
 from amaranth.lib import data
 
-__all__ = ["stage", "tree", "flag_copies", "enable_copies"]
+__all__ = ["stage", "tree", "flag_copies", "enable_copies", "held_copies"]
 
 
 def stage(m, name, en=None, **values):
@@ -100,3 +101,14 @@ def enable_copies(m, name, copies, *, if_enabled, if_stalled, init=1):
     for en in enables:
         m.d.sync += en.eq(Mux(en, if_enabled, if_stalled))
     return enables
+
+
+def held_copies(m, name, copies, *, load, value, init=0):
+    """``copies`` flip-flops of one flag, each loaded with ``value`` when ``load``, else held.
+
+    Written as :func:`enable_copies` (each copy chooses between two next values by its own
+    output), not as a hold: synthesis turns a hold into a clock enable, after which copies
+    with one ``load`` and one ``value`` are identical and merged.
+    """
+    return enable_copies(m, name, copies, if_enabled=Mux(load, value, 1),
+                         if_stalled=Mux(load, value, 0), init=init)

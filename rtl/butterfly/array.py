@@ -119,7 +119,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
-from ..pipeline import enable_copies
+from ..pipeline import enable_copies, held_copies
 from ..stream import vector_beat
 from .delay import DelayLine
 from .pe import ButterflyPE, Mode, complex_layout, fft_coefs
@@ -159,13 +159,23 @@ def column_twiddles(cfg, kmax):
     return [cfg.twiddle(idx, 2 << kmax) for idx in range(1 << kmax)]
 
 
+def _index_bits(cfg):
+    return max(cfg.stages_max - (cfg.lanes.bit_length() - 1), 1)
+
+
 def _beat(cfg):
-    """A beat inside the array: samples and flags (no handshake: the pipeline enable moves it)."""
-    return vector_beat(cfg.lanes, complex_layout(cfg.width), valid=1, first=1)
+    """A beat inside the array: samples and flags (no handshake: the pipeline enable moves it).
+
+    ``index``: the beat's number from its transform's first beat, bubbles included (set by
+    the array's input register, modulo ``n_max/lanes``): what the exchanges' switches and
+    the columns' twiddle and weight addresses follow.
+    """
+    return vector_beat(cfg.lanes, complex_layout(cfg.width), valid=1, first=1,
+                       index=_index_bits(cfg))
 
 
 def _flags(cfg):
-    return data.StructLayout({"valid": 1, "first": 1, "last": 1})
+    return data.StructLayout({"valid": 1, "first": 1, "last": 1, "index": _index_bits(cfg)})
 
 
 class _Exchange(wiring.Component):
@@ -173,8 +183,7 @@ class _Exchange(wiring.Component):
 
     Lanes with bit ``p-1`` clear (upper) go to the switch, then through a ``delay``-beat line;
     lanes with it set (lower) go through a ``delay``-beat line, then the switch, then out.
-    The switch crosses while the input beat number (counted from the transform's first
-    beat, bubbles included) has its ``delay`` bit set. Latency ``delay`` beats; a beat's
+    The switch crosses while the input beat's ``index`` has its ``delay`` bit set. Latency ``delay`` beats; a beat's
     flags ride the upper line. ``active`` low: the beat passes combinationally, and the
     lines fill with bubbles (so no stale beat leaves them when the exchange comes back).
     ``en`` holds two copies of the pipeline enable: bit 0 moves the lower line, bit 1 the
@@ -216,13 +225,8 @@ class _Exchange(wiring.Component):
             if self._variable:
                 m.d.comb += line.length.eq(delay)
 
-        count = Signal(range(2 * self._max), name="beat_count")
-        beat = Signal(range(2 * self._max), name="beat")
-        m.d.comb += beat.eq(Mux(self.i.valid & self.i.first, 0, count))
-        with m.If(en):
-            m.d.sync += count.eq(beat + 1)
         cross = Signal()
-        m.d.comb += cross.eq((beat & delay) != 0)
+        m.d.comb += cross.eq((self.i.index & delay) != 0)
 
         inp, out = self.i, self.o
         for k in range(half):
@@ -235,6 +239,7 @@ class _Exchange(wiring.Component):
             up_line.i.flags.valid.eq(inp.valid & self.active),
             up_line.i.flags.first.eq(inp.first),
             up_line.i.flags.last.eq(inp.last),
+            up_line.i.flags.index.eq(inp.index),
         ]
         out_valid = up_line.o.flags.valid
         if self._variable:
@@ -254,6 +259,7 @@ class _Exchange(wiring.Component):
                 out.valid.eq(out_valid),
                 out.first.eq(up_line.o.flags.first),
                 out.last.eq(up_line.o.flags.last),
+                out.index.eq(up_line.o.flags.index),
             ]
         with m.Else():
             m.d.comb += out.eq(inp)
@@ -308,13 +314,7 @@ class _Column(wiring.Component):
         tb = cfg.twiddle_bits
         en = self.en[0]
 
-        # Beat number from the transform's first beat (bubbles included), for the twiddles.
-        tbits = max(sched.log2n_max - sched.p, 1)
-        count = Signal(tbits, name="beat_count")
-        beat = Signal(tbits, name="beat")
-        m.d.comb += beat.eq(Mux(self.i.valid & self.i.first, 0, count))
-        with m.If(en):
-            m.d.sync += count.eq(beat + 1)
+        beat = self.i.index         # for the twiddle and weight addresses
 
         # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register;
         # a word holds the PEs' twiddle coefficients (FFT-only three-multiplier PEs: fft_coefs).
@@ -414,7 +414,7 @@ class _Column(wiring.Component):
             pe_out[l0], pe_out[l1] = pe.o.payload.y0, pe.o.payload.y1
         flags = [Signal(_flags(cfg), name=f"flags{k}") for k in range(cfg.PE_LATENCY)]
         with m.If(en):
-            m.d.sync += flags[0].eq(Cat(reg.valid & active, reg.first, reg.last))
+            m.d.sync += flags[0].eq(Cat(reg.valid & active, reg.first, reg.last, reg.index))
             for k in range(1, len(flags)):
                 m.d.sync += flags[k].eq(flags[k - 1])
 
@@ -427,6 +427,7 @@ class _Column(wiring.Component):
                 out.valid.eq(flags[-1].valid),
                 out.first.eq(flags[-1].first),
                 out.last.eq(flags[-1].last),
+                out.index.eq(flags[-1].index),
             ]
         with m.Else():
             m.d.comb += out.eq(reg)
@@ -575,9 +576,7 @@ class ButterflyArray(wiring.Component):
                 m.d.comb += column.active.eq(length_flag(
                     f"col{c}_active", lambda n, c=c: sched.plan(n)[c].active))
             if cfg.linear:
-                col_real = Signal(name=f"col{c}_real")
-                with m.If(new_length):
-                    m.d.sync += col_real.eq(slot_real)
+                col_real, = held_copies(m, f"col{c}_real", 1, load=new_length, value=slot_real)
                 m.d.comb += [
                     column.real.eq(col_real),
                     column.w_en.eq(self.w.valid & self.w.ready & (self.w.payload.column == c)),
@@ -768,6 +767,7 @@ class ButterflyArray(wiring.Component):
                 head.valid.eq(accept),
                 head.first.eq(accept & boundary),
                 head.last.eq(accept & ends),
+                head.index.eq(Mux(accept & boundary, 0, head.index + 1)),
             ]
         with m.If(accept):
             with m.If(boundary):
