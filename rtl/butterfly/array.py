@@ -640,7 +640,7 @@ class ButterflyArray(wiring.Component):
         f_end = Signal(beat_range)                  # its last beat number
         f_log2n_reg = Signal(range(lmax + 1), init=p)
         f_real_reg = Signal()
-        f_boundary = f_beat == 0
+        f_boundary = Signal(init=1)                 # f_beat == 0, as a register
         log2n_in = Signal(range(lmax + 1))
         bad_log2n = Signal()
         m.d.comb += [
@@ -655,7 +655,7 @@ class ButterflyArray(wiring.Component):
         m.d.comb += [
             f_log2n.eq(Mux(f_boundary, log2n_in, f_log2n_reg)),
             f_real.eq(Mux(f_boundary, real_in, f_real_reg)),
-            f_ends.eq(Mux(f_boundary, in_end == 0, f_beat == f_end)),
+            f_ends.eq(Mux(f_boundary, log2n_in == p, f_beat == f_end)),
         ]
 
         # The slot's source: the bit-reversal buffer's output while it has one, else the front.
@@ -712,7 +712,7 @@ class ButterflyArray(wiring.Component):
             with m.If(f_boundary):
                 m.d.sync += [f_log2n_reg.eq(log2n_in), f_real_reg.eq(real_in),
                              f_end.eq(in_end)]
-            m.d.sync += f_beat.eq(Mux(f_ends, 0, f_beat + 1))
+            m.d.sync += [f_beat.eq(Mux(f_ends, 0, f_beat + 1)), f_boundary.eq(f_ends)]
             if not cfg.linear:
                 bad_mode = inp.mode == Mode.REAL
             elif self.input_order == "columns":
