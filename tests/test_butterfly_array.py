@@ -264,8 +264,8 @@ def test_counts_and_layouts():
     with pytest.raises(ValueError, match="lanes=1"):
         ButterflyArray(ButterflyConfig(n_max=64, lanes=1))
     # the PEs' multipliers add up to the config's formula (FFT-only: 3 per PE, none in the
-    # first two columns)
-    assert ButterflyArray(ButterflyConfig(n_max=1024, lanes=8, linear=0)).multipliers == 96
+    # first four columns)
+    assert ButterflyArray(ButterflyConfig(n_max=1024, lanes=8, linear=0)).multipliers == 72
     for lanes, n_max in ((2, 8), (4, 256), (8, 1024), (16, 64)):
         for linear in (0, 1):
             cfg = ButterflyConfig(lanes=lanes, n_max=n_max, linear=linear)

@@ -1,5 +1,6 @@
 """The butterfly PE (rtl/butterfly/pe.py) in Amaranth's simulator, bit for bit against sim/butterfly.py."""
 
+import dataclasses
 import random
 import zlib
 
@@ -10,7 +11,7 @@ from amaranth.sim import Simulator
 from attnforge.configs.butterfly import ButterflyConfig
 from attnforge.rtl.butterfly import ButterflyPE, Mode, pe_input_layout, pe_output_layout
 from attnforge.rtl.butterfly.array import column_twiddles
-from attnforge.rtl.butterfly.pe import fft_coefs
+from attnforge.rtl.butterfly.pe import csd_digits, fft_coefs
 from attnforge.sim import butterfly as B
 
 
@@ -161,30 +162,84 @@ def test_pe_layouts():
 FFT_ONLY = ButterflyConfig(linear=0)
 
 
+def _table_beats(cfg, table, count, rng, product):
+    """FFT beats over ``table``: the model's (``coef`` the twiddle's :func:`fft_coefs`) and the
+    PE's (the index, for the table-driven plans). Random operands, then every twiddle with
+    every full-scale x1 (±max, the most negative value) and x0."""
+    lo, hi = cfg.data_min, cfg.data_max
+    beats = _beats(cfg, count, rng, modes=(Mode.FFT,))
+    idxs = [rng.randrange(len(table)) for _ in beats]
+    for idx in range(len(table)):
+        for x1 in ((lo, lo), (lo, hi), (hi, lo), (hi, hi), (lo, 0), (0, lo), (lo + 1, hi)):
+            for x0 in ((lo, hi), (hi, lo), (0, 0)):
+                beats.append({"x0": {"re": x0[0], "im": x0[1]}, "x1": {"re": x1[0], "im": x1[1]},
+                              "coef": [0] * 4, "mode": Mode.FFT,
+                              "shift": rng.randint(cfg.SHIFT_MIN, cfg.SHIFT_MAX), "last": 0})
+                idxs.append(idx)
+    beats[-1]["last"] = 1
+    model, dut = [], []
+    for beat, idx in zip(beats, idxs):
+        coef = list(fft_coefs(*table[idx]))
+        model.append({**beat, "coef": coef})
+        dut.append({**beat, "coef": [idx, 0, 0, 0] if product in ButterflyPE.INDEXED else coef})
+    return model, dut
+
+
 @pytest.mark.parametrize("kmax, product, multipliers", [
-    (0, "identity", 0), (1, "rotation", 0), (2, "three", 3), (6, "three", 3)])
+    (0, "identity", 0), (1, "rotation", 0), (2, "constants", 0), (3, "constants", 0),
+    (4, "three", 3), (6, "three", 3)])
 def test_fft_only_pe_plans_match_model(kmax, product, multipliers):
     """An FFT-only PE (linear=0) takes the cheapest product for its column's twiddles and is
     still bit-exact with the model, under gaps and backpressure, extremes included."""
     cfg = FFT_ONLY
     table = column_twiddles(cfg, kmax)
     rng = random.Random(kmax)
-    beats = _beats(cfg, 300, rng, modes=(Mode.FFT,))
-    for beat in beats:
-        beat["coef"] = list(fft_coefs(*rng.choice(table)))
-    got, _, dut = _run(cfg, beats, seed=kmax, twiddles=table)
+    model, dut_beats = _table_beats(cfg, table, 300, rng, product)
+    got, _, dut = _run(cfg, dut_beats, seed=kmax, twiddles=table)
     assert (dut.product, dut.multipliers) == (product, multipliers)
-    assert got == _expected(cfg, beats)
+    assert got == _expected(cfg, model)
+
+
+@pytest.mark.parametrize("name", ["narrow-8x7", "wide-18x18"])
+def test_constants_plan_other_formats(name):
+    """The shift-and-add products at the narrowest and widest formats (the W16 column: 3
+    magnitudes, up to 7 nonzero digits at 18 bits), bit-exact with the model."""
+    cfg = dataclasses.replace(CONFIGS[name], linear=0)
+    table = column_twiddles(cfg, 3)
+    rng = random.Random(name)
+    model, dut_beats = _table_beats(cfg, table, 100, rng, "constants")
+    got, _, dut = _run(cfg, dut_beats, seed=5, twiddles=table)
+    assert dut.product == "constants"
+    assert got == _expected(cfg, model)
+
+
+def test_csd_digits():
+    """Every value reconstructs exactly from digits in {−1, 0, 1}, no two adjacent nonzero,
+    and never more nonzero digits than its binary form; twiddle magnitudes included."""
+    values = list(range(-3000, 3001)) + [(1 << 17) - 1, 1 << 17, -(1 << 17)]
+    for bits in (7, 16, 18):
+        cfg = ButterflyConfig(twiddle_bits=bits)
+        values += [abs(v) for k in range(16) for v in cfg.twiddle(k, 32)]
+    for value in values:
+        digits = csd_digits(value)
+        assert sum(d << k for k, d in enumerate(digits)) == value
+        assert set(digits) <= {-1, 0, 1} and (not digits or digits[-1] != 0)
+        assert all(not (a and b) for a, b in zip(digits, digits[1:])), (value, digits)
+        assert sum(map(abs, digits)) <= bin(abs(value)).count("1")
+    assert csd_digits(0) == [] and csd_digits(7) == [-1, 0, 0, 1] and csd_digits(-3) == [1, 0, -1]
 
 
 def test_pe_plans():
-    """Two-mode PEs always use four multipliers; FFT-only ones three unless the twiddles are
-    only 1 and −j."""
+    """Two-mode PEs always use four multipliers; FFT-only ones none for 1 and −j only or for a
+    few constant magnitudes (the W8, W16 columns), three otherwise."""
     one, minus_j = (1 << FFT_ONLY.coef_frac, 0), (0, -(1 << FFT_ONLY.coef_frac))
     assert ButterflyPE.plan(ButterflyConfig(), [one]) == "four"
+    assert ButterflyPE.plan(ButterflyConfig(), column_twiddles(FFT_ONLY, 2)) == "four"
     assert ButterflyPE.plan(FFT_ONLY) == "three"
     assert ButterflyPE.plan(FFT_ONLY, [one]) == "identity"
     assert ButterflyPE.plan(FFT_ONLY, [minus_j, one]) == "rotation"
     assert ButterflyPE.plan(FFT_ONLY, [one, (0, 1 << FFT_ONLY.coef_frac)]) == "three"
-    assert ButterflyConfig(linear=0).array_multipliers == 96
+    assert [ButterflyPE.plan(FFT_ONLY, column_twiddles(FFT_ONLY, k)) for k in range(6)] == \
+        ["identity", "rotation", "constants", "constants", "three", "three"]
+    assert ButterflyConfig(linear=0).array_multipliers == 72
     assert ButterflyConfig(linear=1).array_multipliers == 160

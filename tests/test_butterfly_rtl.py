@@ -24,7 +24,8 @@ SMALL = ButterflyConfig(width=12, twiddle_bits=12, n_max=32, lanes=2)
 #: four lanes at the paper's 16 bits: lengths 4 … 128, block-RAM exchanges
 WIDE = ButterflyConfig(width=16, twiddle_bits=16, n_max=128, lanes=4)
 
-#: FFT only (linear=0): identity, rotation and three-multiplier PEs (rtl/butterfly/pe.py)
+#: FFT only (linear=0): identity, rotation, constants and three-multiplier PEs
+#: (rtl/butterfly/pe.py)
 FFT_ONLY = ButterflyConfig(width=16, twiddle_bits=16, n_max=64, lanes=4, linear=0)
 
 CONFIGS = [pytest.param(SMALL, marks=pytest.mark.xdist_group("butterfly-small"), id="small"),

@@ -59,7 +59,8 @@ class ButterflyConfig(BlockConfig):
     PE_LATENCY = 4
     #: real multipliers per two-mode PE (``linear = 1``): 4 (complex product wr·xr − wi·xi,
     #: wr·xi + wi·xr, or a real 2×2 a·x0, b·x1, c·x0, d·x1); an FFT-only PE uses 3, or none
-    #: where its twiddles are only 1 and −j (:attr:`array_multipliers`)
+    #: where its twiddles are only 1 and −j or those of W8, W16 (shifts and adds;
+    #: :attr:`array_multipliers`)
     MULTIPLIERS_PER_PE = 4
 
     def validate(self):
@@ -87,11 +88,12 @@ class ButterflyConfig(BlockConfig):
     @property
     def array_multipliers(self):
         """Real multipliers of one streaming array: ``4`` per PE with ``linear = 1``; FFT-only,
-        ``3`` per PE but none in the first two columns (twiddles 1 and −j only)."""
+        ``3`` per PE but none in the first four columns (twiddles 1 and −j only, then those of
+        W8 and W16: constant products by shifts and adds)."""
         per_column = self.lanes // 2
         if self.linear:
             return self.MULTIPLIERS_PER_PE * per_column * self.stages_max
-        return 3 * per_column * max(self.stages_max - 2, 0)
+        return 3 * per_column * max(self.stages_max - 4, 0)
 
     @property
     def coef_frac(self):

@@ -26,33 +26,59 @@ M3          ``wi · x1.re``       ``d · x1.re``
 FFT: ``Re(W·x1) = M0 − M1``, ``Im(W·x1) = M2 + M3``; REAL: ``y0 = M0 + M1``, ``y1 = M2 + M3``.
 
 FFT-only PEs (``linear = 0``) need fewer, and :meth:`ButterflyPE.plan` picks the cheapest
-product for the twiddles a PE will see (its column's ROM):
+product for the twiddles a PE will see (its column's ROM, in address order):
 
-* ``"identity"`` (only ``W = 1``) and ``"rotation"`` (``W ∈ {1, −j}``): no multiplier,
-  ``W·x1`` is ``x1`` or ``x1.im − j·x1.re`` times ``2**F``, selected by ``coef[1] ≠ 0``;
-* ``"three"`` (any other twiddles): three multipliers, ``k1 = wr·(x1.re + x1.im)``,
+* ``"three"`` (the default): three multipliers, ``k1 = wr·(x1.re + x1.im)``,
   ``k2 = x1.re·(wi − wr)``, ``k3 = x1.im·(wr + wi)``, ``Re(W·x1) = k1 − k3``,
   ``Im(W·x1) = k1 + k2``, with ``coef = (wr, wi, wi − wr, wr + wi)`` (:func:`fft_coefs`,
   precomputed in the ROM).
+* Table-driven plans, no multiplier: ``coef[0]`` is the twiddle's index in the table (the
+  column's ROM word is its address), and the products are built at elaboration from the
+  table: ``"identity"`` (only ``W = 1``), ``"rotation"`` (``W ∈ {1, −j}``) and
+  ``"constants"`` (every ``wi ≤ 0`` and at most :attr:`ButterflyPE.CONSTANTS_MAX` distinct
+  component magnitudes besides 0 and ``2**F``: the columns with ``W_8`` and ``W_16``
+  twiddles).
+
+  Each twiddle is written ``W = (−j)**rot · (u − j·v)`` with ``u, v ≥ 0`` (possible as
+  ``wi ≤ 0``), so ``W·x1 = (u − j·v)·(p + j·q)``: ``Re = u·p + v·q``, ``Im = u·q − v·p``
+  with ``(p, q) = (x1.re, x1.im)``, or ``−j·x1 = (x1.im, −x1.re)`` when ``rot``. A product
+  by a magnitude is a sum of shifted copies of ``p`` or ``q``, one per nonzero digit of its
+  canonical signed digit form (:func:`csd_digits`), each added or subtracted (a group whose
+  digits are all negative is registered positive and subtracted later: no negation).
+  Between registers:
+
+  1. ``p``, ``q`` from ``x1`` (a 2:1 multiplexer on ``rot``; ``−x1.re`` is taken as
+     ``~x1.re = −x1.re − 1``, and the missing ``v``, ``u`` are added in stage 3), then each
+     product's digits, in groups of up to four consecutive ones, summed (≤ 2 adder levels);
+  2. each product's groups summed (≤ 2 adder levels for up to 16 digits, 1 up to 8: every
+     magnitude of the W8, W16 tables up to 18 bits), and the four products ``u·p``, ``v·q``, ``u·q``, ``v·p`` of the beat's
+     twiddle chosen by its index (a multiplexer of at most five inputs);
+  3. ``x0·2**F ± (u·p + v·q)`` and ``x0·2**F ± (u·q − v·p)``, each plus one constant (the
+     rounding constant ± the ``rot`` correction, chosen by the shift and the index): the
+     same depth as ``"three"``'s ``x0·2**F ± (k1 − k3)`` + rounding constant.
+
+  ``"rotation"`` and ``"identity"`` are the degenerate cases: ``u, v ∈ {0, 2**F}``, so no
+  adder before stage 3 (and for ``"identity"`` no multiplexer either).
 
 Every plan computes the same exact integer ``W·x1``, so all are bit-exact with the model;
 ``"four"`` is the two-mode PE above.
 
 Pipeline (:attr:`ButterflyConfig.PE_LATENCY` = 4 registers): operands (the multiplexed
-multiplier inputs) → products → rounded sums (``x0·2**F ± product sum + 2**(F+shift-1)``) →
-output (arithmetic shift and saturation). Each multiplier thus sits between two registers.
+multiplier inputs, or the partial sums) → products → rounded sums
+(``x0·2**F ± product sum + 2**(F+shift-1)``) → output (arithmetic shift and saturation).
+Each multiplier thus sits between two registers.
 The pipeline advances as one when its output register is empty or being read
 (``i.ready = ~o.valid | o.ready``); bubbles from input gaps travel through it.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
 
 __all__ = ["Mode", "complex_layout", "pe_input_layout", "pe_output_layout", "fft_coefs",
-           "ButterflyPE"]
+           "csd_digits", "ButterflyPE"]
 
 
 class Mode(enum.Enum, shape=1):
@@ -99,6 +125,39 @@ def fft_coefs(wr, wi):
     return (wr, wi, wi - wr, wr + wi)
 
 
+def csd_digits(value):
+    """The canonical signed digit form of the integer ``value``, least significant first:
+    digits in ``{−1, 0, 1}``, ``Σ d·2**k == value``, no two adjacent ones nonzero (so the
+    fewest nonzero digits of any signed-digit form)."""
+    digits = []
+    while value:
+        digit = 2 - (value & 3) if value & 1 else 0     # …01 → 1, …11 → −1
+        digits.append(digit)
+        value = (value - digit) >> 1
+    return digits
+
+
+def _turn(wr, wi):
+    """``(rot, u, v)`` with ``wr + j·wi = (−j)**rot · (u − j·v)`` and ``u, v ≥ 0``, for
+    ``wi ≤ 0``: ``rot`` from ``−j`` (included) round to ``−1``."""
+    if wr < 0 or (wr == 0 and wi < 0):
+        return 1, -wi, -wr
+    return 0, wr, -wi
+
+
+def _signed_sum(terms):
+    """``Σ sign·value`` of ``(value, sign)`` pairs as a balanced tree of adders and
+    subtractors, never a negation: ``(expression, sign)``, ``sign`` −1 only if every one is."""
+    while len(terms) > 1:
+        level = []
+        for (a, sa), (b, sb) in zip(terms[::2], terms[1::2]):
+            if sa < 0 < sb:
+                (a, sa), (b, sb) = (b, sb), (a, sa)
+            level.append((a + b if sa == sb else a - b, sa))
+        terms = level + terms[len(level) * 2:]
+    return terms[0]
+
+
 class ButterflyPE(wiring.Component):
     """A pipelined radix-2 butterfly PE, FFT or real 2×2 chosen per beat.
 
@@ -107,10 +166,11 @@ class ButterflyPE(wiring.Component):
     config : ButterflyConfig
         ``width``, ``twiddle_bits``, the shift range and ``linear`` are used. With
         ``linear = 0`` the PE runs FFT butterflies only (``mode`` is ignored) and ``coef`` is
-        :func:`fft_coefs` of the twiddle.
+        :func:`fft_coefs` of the twiddle, or for the table-driven plans (:attr:`INDEXED`)
+        ``coef[0]`` is its index in ``twiddles``.
     twiddles : iterable of (int, int), optional
-        FFT-only PEs: every twiddle ``(wr, wi)`` the PE will be given (default: any), from
-        which :meth:`plan` chooses the product.
+        FFT-only PEs: the twiddle table ``(wr, wi)``, in index order, of every twiddle the PE
+        will be given (default: any), from which :meth:`plan` chooses the product.
 
     Attributes
     ----------
@@ -122,20 +182,26 @@ class ButterflyPE(wiring.Component):
     latency : int
         Pipeline registers from input to output (:attr:`ButterflyConfig.PE_LATENCY`).
     product : str
-        The plan (:meth:`plan`): ``"four"``, ``"three"``, ``"rotation"`` or ``"identity"``.
+        The plan (:meth:`plan`): ``"four"``, ``"three"``, ``"constants"``, ``"rotation"``
+        or ``"identity"``.
     multipliers : int
         Real multipliers used (4, 3 or 0).
     """
 
     #: real multipliers of each plan
-    MULTIPLIERS = {"four": 4, "three": 3, "rotation": 0, "identity": 0}
+    MULTIPLIERS = {"four": 4, "three": 3, "constants": 0, "rotation": 0, "identity": 0}
+    #: the table-driven plans: ``coef[0]`` is the twiddle's index in the PE's table
+    INDEXED = ("constants", "rotation", "identity")
+    #: ``"constants"``: most distinct twiddle component magnitudes besides 0 and ``2**F``
+    CONSTANTS_MAX = 3
 
     def __init__(self, config=ButterflyConfig(), *, twiddles=None):
         if not isinstance(config, ButterflyConfig):
             raise TypeError(f"config must be a ButterflyConfig, not {config!r}")
         self.config = config
         self.latency = config.PE_LATENCY
-        self.product = self.plan(config, twiddles)
+        self._table = None if twiddles is None else [tuple(int(v) for v in w) for w in twiddles]
+        self.product = self.plan(config, self._table)
         self.multipliers = self.MULTIPLIERS[self.product]
         super().__init__({
             "i": In(stream.Signature(pe_input_layout(config))),
@@ -155,6 +221,9 @@ class ButterflyPE(wiring.Component):
             return "identity"
         if twiddles <= {one, minus_j}:
             return "rotation"
+        magnitudes = {abs(v) for w in twiddles for v in w} - {0, 1 << config.coef_frac}
+        if all(wi <= 0 for _, wi in twiddles) and len(magnitudes) <= cls.CONSTANTS_MAX:
+            return "constants"
         return "three"
 
     def elaborate(self, platform):
@@ -192,16 +261,27 @@ class ButterflyPE(wiring.Component):
             b_fft = Const(1, 1)                     # FFT-only: no mode multiplexers
         s0 = Signal(acc)
         s1 = Signal(acc)
-        products = {"four": self._four, "three": self._three,
-                    "rotation": self._rotation, "identity": self._rotation}[self.product]
-        products(m, en, fft_in, b_fft, s0, s1)
+        products = self._table_driven if self.product in self.INDEXED else \
+            {"four": self._four, "three": self._three}[self.product]
+        offsets = products(m, en, fft_in, b_fft, s0, s1)
 
-        # Stage 3: the exact sums plus the rounding constant 2**(F+shift-1).
-        rc = Signal(acc)
+        # Stage 3: the exact sums plus the rounding constant 2**(F+shift-1), one per output
+        # (y0re, y0im, y1re, y1im): ± the plan's constant offsets (sel, [(to s0, to s1)]) to
+        # s0 and s1, if any, folded in so they cost no adder.
+        rcs = [Signal(acc, name=f"rc_{n}") for n in ("y0re", "y0im", "y1re", "y1im")]
         with m.Switch(b_shift):
             for s in range(cfg.SHIFT_MIN, cfg.SHIFT_MAX + 1):
                 with m.Case(s):
-                    m.d.comb += rc.eq(1 << (F + s - 1))
+                    half = 1 << (F + s - 1)
+                    if offsets is None:
+                        m.d.comb += [rc.eq(half) for rc in rcs]
+                        continue
+                    sel, table = offsets
+                    with m.Switch(sel):
+                        for value, (o0, o1) in enumerate(table):
+                            with m.Case(value):
+                                m.d.comb += [rcs[0].eq(half + o0), rcs[1].eq(half + o1),
+                                             rcs[2].eq(half - o0), rcs[3].eq(half - o1)]
         base_re = Signal(acc)
         base_im = Signal(acc)
         m.d.comb += [base_re.eq(b_x0.re << F), base_im.eq(b_x0.im << F)]
@@ -212,10 +292,10 @@ class ButterflyPE(wiring.Component):
         with m.If(en):
             m.d.sync += [
                 c_valid.eq(b_valid), c_shift.eq(b_shift), c_last.eq(b_last),
-                c_y[0].eq(Mux(b_fft, base_re + s0, s0) + rc),
-                c_y[1].eq(Mux(b_fft, base_im + s1 + rc, 0)),
-                c_y[2].eq(Mux(b_fft, base_re - s0, s1) + rc),
-                c_y[3].eq(Mux(b_fft, base_im - s1 + rc, 0)),
+                c_y[0].eq(Mux(b_fft, base_re + s0, s0) + rcs[0]),
+                c_y[1].eq(Mux(b_fft, base_im + s1 + rcs[1], 0)),
+                c_y[2].eq(Mux(b_fft, base_re - s0, s1) + rcs[2]),
+                c_y[3].eq(Mux(b_fft, base_im - s1 + rcs[3], 0)),
             ]
 
         # Stage 4: arithmetic shift by F + shift, saturate, output register.
@@ -280,17 +360,101 @@ class ButterflyPE(wiring.Component):
             m.d.sync += [k[n].eq(a_c[n] * a_x[n]) for n in range(3)]
         m.d.comb += [s0.eq(k[0] - k[2]), s1.eq(k[0] + k[1])]
 
-    def _rotation(self, m, en, fft_in, b_fft, s0, s1):
-        """No multiplier: ``W = 1`` or ``−j`` (``coef[1] ≠ 0``), the product a shift."""
-        W, F = self.config.width, self.config.coef_frac
+    def _table_driven(self, m, en, fft_in, b_fft, s0, s1):
+        """No multiplier: ``W·x1`` from the twiddle's index, by shifts and adds of
+        ``p``, ``q`` (module docstring). Returns stage 3's offsets of the ``rot`` twiddles."""
+        cfg = self.config
+        W = cfg.width
         x1 = self.i.payload.x1
-        a_re, a_im = Signal(signed(W), name="a_re"), Signal(signed(W), name="a_im")
-        b_re, b_im = Signal(signed(W + 1), name="b_re"), Signal(signed(W + 1), name="b_im")
-        turn = (self.i.payload.coef[1] != 0) if self.product == "rotation" else Const(0, 1)
+        turns = [_turn(*w) for w in self._table]
+
+        def times(c):
+            """The shape of ``c·x`` (``c ≥ 0``) for any ``width``-bit ``x``."""
+            return Shape.cast(range(c * cfg.data_min, c * cfg.data_max + 1))
+
+        sel = self.i.payload.coef[0].as_unsigned()[:max((len(turns) - 1).bit_length(), 1)]
+        a_sel = Signal(len(sel), name="a_sel")
+        b_sel = Signal(len(sel), name="b_sel")
         with m.If(en):
-            m.d.sync += [a_re.eq(x1.re), a_im.eq(x1.im)]
-        a_turn = Signal()
-        with m.If(en):
-            m.d.sync += [a_turn.eq(turn),
-                         b_re.eq(Mux(a_turn, a_im, a_re)), b_im.eq(Mux(a_turn, -a_re, a_im))]
-        m.d.comb += [s0.eq(b_re << F), s1.eq(b_im << F)]
+            m.d.sync += [a_sel.eq(sel), b_sel.eq(a_sel)]
+
+        # Stage 1: (p, q) = x1 or −j·x1 (−x1.re as ~x1.re, 1 short), then each product's
+        # digits, four consecutive ones at most, summed and registered (once per pattern).
+        operands = {"p": x1.re, "q": x1.im}
+        if any(rot for rot, _, _ in turns):
+            rot = Signal()
+            with m.Switch(sel):
+                for value, (r, _, _) in enumerate(turns):
+                    with m.Case(value):
+                        m.d.comb += rot.eq(r)
+            operands = {"p": Signal(signed(W), name="p"), "q": Signal(signed(W), name="q")}
+            m.d.comb += [operands["p"].eq(Mux(rot, x1.im, x1.re)),
+                         operands["q"].eq(Mux(rot, ~x1.re, x1.im))]
+        groups = {}
+
+        def group(x, digits):
+            """``(register, sign, shift)``: stage 1's sum of ``digits`` ((k, d), k rising) of x."""
+            low = digits[0][0]
+            key = (x, tuple((k - low, d) for k, d in digits))
+            if key not in groups:
+                expr, sign = _signed_sum([(operands[x] << (k - low), d) for k, d in digits])
+                coef = abs(sum(d << (k - low) for k, d in digits))
+                reg = Signal(times(coef), name=f"a_{x}{len(groups)}")
+                with m.If(en):
+                    m.d.sync += reg.eq(expr)
+                groups[key] = reg, sign
+            return (*groups[key], low)
+
+        products = {}
+
+        def product(x, magnitude):
+            """Stage 2: ``(signal, shift)``, ``magnitude·x`` as the sum of its groups."""
+            if (x, magnitude) in products:
+                return products[x, magnitude]
+            digits = [(k, d) for k, d in enumerate(csd_digits(magnitude)) if d]
+            count = -(-len(digits) // 4)
+            if count > 4:
+                raise ValueError(f"{magnitude} has {len(digits)} nonzero digits, over 16")
+            cuts = [len(digits) * n // count for n in range(count + 1)]
+            parts = [group(x, digits[a:b]) for a, b in zip(cuts, cuts[1:])]
+            low = parts[0][2]
+            expr, sign = _signed_sum([(reg << (shift - low), s) for reg, s, shift in parts])
+            assert sign > 0
+            value = Signal(times(magnitude >> low), name=f"{x}_x{magnitude}")
+            m.d.comb += value.eq(expr)
+            products[x, magnitude] = value, low
+            return value, low
+
+        # Stage 2: the four products of this beat's twiddle, chosen by the index.
+        slots = {}
+        for name, x, k in (("up", "p", 1), ("vq", "q", 2), ("uq", "q", 1), ("vp", "p", 2)):
+            magnitudes = [t[k] for t in turns]
+            if not any(magnitudes):
+                continue
+            made = {mag: product(x, mag) for mag in set(magnitudes) - {0}}
+            low = min(shift for _, shift in made.values())
+            reg = Signal(times(max(magnitudes) >> low), name=f"b_{name}")
+            with m.If(en):
+                if len(set(magnitudes)) == 1:
+                    expr, shift = made[magnitudes[0]]
+                    m.d.sync += reg.eq(expr << (shift - low))
+                else:
+                    with m.Switch(a_sel):
+                        for value, mag in enumerate(magnitudes):
+                            with m.Case(value):
+                                expr, shift = made[mag] if mag else (0, low)
+                                m.d.sync += reg.eq(expr << (shift - low))
+            slots[name] = reg << low
+
+        def total(terms):
+            terms = [(slots[name], sign) for name, sign in terms if name in slots]
+            if not terms:
+                return 0
+            expr, sign = _signed_sum(terms)
+            return expr if sign > 0 else -expr
+
+        # Stage 3 (with the shared code): s0 = u·p + v·q, s1 = u·q − v·p, and the ``rot``
+        # twiddles' v, u (q was ~x1.re = −x1.re − 1) as offsets to the rounding constants.
+        m.d.comb += [s0.eq(total([("up", 1), ("vq", 1)])), s1.eq(total([("uq", 1), ("vp", -1)]))]
+        offsets = [(v, u) if rot else (0, 0) for rot, u, v in turns]
+        return (b_sel, offsets) if any(map(any, offsets)) else None
