@@ -183,11 +183,11 @@ class _Exchange(wiring.Component):
 
     Lanes with bit ``p-1`` clear (upper) go to the switch, then through a ``delay``-beat line;
     lanes with it set (lower) go through a ``delay``-beat line, then the switch, then out.
-    The switch crosses while the input beat's ``index`` has its ``delay`` bit set. Latency ``delay`` beats; a beat's
-    flags ride the upper line. ``active`` low: the beat passes combinationally, and the
-    lines fill with bubbles (so no stale beat leaves them when the exchange comes back).
-    ``en`` holds two copies of the pipeline enable: bit 0 moves the lower line, bit 1 the
-    upper line, the beat counter and the valid bits.
+    The switch crosses while the input beat's ``index`` has its ``delay`` bit set. Latency
+    ``delay`` beats; a beat's flags (its index among them) ride the upper line. ``active``
+    low: the beat passes combinationally, and the lines fill with bubbles (so no stale beat
+    leaves them when the exchange comes back). ``en`` holds two copies of the pipeline
+    enable: bit 0 moves the lower line, bit 1 the upper line and the valid bits.
 
     With a run-time ``delay``, lengthening the lines would bring back entries that already
     left; so the valid bits sit in a shift register of their own, which ``clear`` (pulsed
