@@ -660,7 +660,7 @@ def fft_array_pipeline(n, cfg=_DEFAULT):
 
     The array (``lanes = 2**p``, ``n_max = 2**Lmax``) has an input register, then
     ``Lmax - p`` time columns (column ``c`` used by transforms with ``log2 N ≥ Lmax - c``:
-    an exchange of ``n_max / (2·lanes) / 2**c`` beats and a PE column of ``1 + PE_LATENCY``
+    an exchange of ``n_max / (2·lanes) / 2**c`` beats and a PE column of ``COLUMN_LATENCY``
     registers; unused: one register), a return column (an exchange of ``N / (2·lanes)`` beats
     when ``N > lanes``, and a PE column) and ``p - 1`` lane columns (a PE column each).
     """
@@ -669,7 +669,7 @@ def fft_array_pipeline(n, cfg=_DEFAULT):
     if n < lanes:
         raise ValueError(f"transform length {n} is out of range for the array: expected "
                          f"lanes={lanes} ≤ N ≤ n_max={cfg.n_max}")
-    column = 1 + cfg.PE_LATENCY
+    column = cfg.COLUMN_LATENCY
     regs = 1
     for c in range(lmax - p):
         regs += (1 << (lmax - 1 - p - c)) + column if c >= lmax - log2n else 1
@@ -827,7 +827,7 @@ def chained_array_pipeline(n, cfg=_DEFAULT):
     Its columns follow the chained schedule (rtl/butterfly/schedule.py, ``n_max ≥ 4·lanes``;
     below that it is the plain array's, :func:`fft_array_pipeline`): an input register,
     ``Lmax - p - 1`` time columns (column ``c`` used when ``log2 N ≥ Lmax - c``: an exchange of
-    ``n_max / (4·lanes) / 2**c`` beats and ``1 + PE_LATENCY`` registers; unused: one register),
+    ``n_max / (4·lanes) / 2**c`` beats and ``COLUMN_LATENCY`` registers; unused: one register),
     the top column (an exchange of ``N / (2·lanes)`` beats when ``N > lanes``), the return
     column (an exchange of ``N / (4·lanes)`` beats, 1 when ``N = 2·lanes``, none when
     ``N = lanes``) and ``p - 1`` lane columns.
@@ -836,7 +836,7 @@ def chained_array_pipeline(n, cfg=_DEFAULT):
     p, lmax, log2n = lanes.bit_length() - 1, cfg.stages_max, _log2_length(n, cfg)
     if lmax < p + 2:
         return fft_array_pipeline(n, cfg)
-    column = 1 + cfg.PE_LATENCY
+    column = cfg.COLUMN_LATENCY
     regs = 1
     for c in range(lmax - p - 1):
         regs += (1 << (lmax - 2 - p - c)) + column if c >= lmax - log2n else 1

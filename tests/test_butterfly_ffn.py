@@ -166,7 +166,7 @@ def test_chained_pipeline_counts_the_chained_schedule():
         for log2max in range(lanes.bit_length() - 1, 12):
             cfg = ButterflyConfig(n_max=1 << log2max, lanes=lanes)
             sched = ArraySchedule(lanes, cfg.n_max, chained=True)
-            column = 1 + cfg.PE_LATENCY
+            column = cfg.COLUMN_LATENCY
             for log2n in sched.log2n_range:
                 regs = 1 + sum(((1 << plan.exchange) if plan.exchange is not None else 0) + column
                                if plan.active else 1 for plan in sched.plan(log2n))

@@ -57,6 +57,9 @@ class ButterflyConfig(BlockConfig):
     #: cycles from a PE input handshake to its output beat when never stalled:
     #: operand register (DSP inputs) → product register (DSP output) → sum register → output
     PE_LATENCY = 4
+    #: registers a beat passes in an active PE column of the array: input register, operand
+    #: register (beside the twiddle ROM's read register), the PE's
+    COLUMN_LATENCY = PE_LATENCY + 2
     #: real multipliers per two-mode PE (``linear = 1``): 4 (complex product wr·xr − wi·xi,
     #: wr·xi + wi·xr, or a real 2×2 a·x0, b·x1, c·x0, d·x1); an FFT-only PE uses 3, or none
     #: where its twiddles are only 1 and −j or those of W8, W16 (shifts and adds;

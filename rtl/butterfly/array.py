@@ -33,7 +33,7 @@ Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
   port per PE.
 * Latency (registers from the input register to the reorder buffer,
   :func:`attnforge.sim.butterfly.fft_array_pipeline`): ``1 + Σ`` active exchange delays
-  ``+ (1 + PE_LATENCY)`` per active column ``+ 1`` per bypassed one, about
+  ``+ COLUMN_LATENCY`` (``2 + PE_LATENCY``) per active column ``+ 1`` per bypassed one, about
   ``1.5·N/P + 5·log2(n_max)``. A transform's last output handshake comes
   ``2·N/P + pipeline + 1`` cycles after its first input handshake (the input slot; e.g.
   ``P = 8``, ``N = n_max = 64``: 16 + 42 + 1, a latency of 60 cycles counting both);
@@ -187,7 +187,8 @@ class _Exchange(wiring.Component):
     ``delay`` beats; a beat's flags (its index among them) ride the upper line. ``active``
     low: the beat passes combinationally, and the lines fill with bubbles (so no stale beat
     leaves them when the exchange comes back). ``en`` holds two copies of the pipeline
-    enable: bit 0 moves the lower line, bit 1 the upper line and the valid bits.
+    enable: bit 0 moves the lower line, bit 1 the upper line and the valid bits; ``active``,
+    two copies of that flag: bit 0 steers the lower lanes' output multiplexers, bit 1 the rest.
 
     With a run-time ``delay``, lengthening the lines would bring back entries that already
     left; so the valid bits sit in a shift register of their own, which ``clear`` (pulsed
@@ -200,7 +201,7 @@ class _Exchange(wiring.Component):
         self._cfg = cfg
         self._max = max_delay
         self._variable = variable
-        ports = {"en": In(self.ENABLES), "active": In(1), "i": In(_beat(cfg)),
+        ports = {"en": In(self.ENABLES), "active": In(2), "i": In(_beat(cfg)),
                  "o": Out(_beat(cfg))}
         if variable:
             ports["delay"] = In(range(max_delay + 1))
@@ -236,7 +237,7 @@ class _Exchange(wiring.Component):
                 up_line.i.data[k].eq(Mux(cross, low_line.o[k], up)),
             ]
         m.d.comb += [
-            up_line.i.flags.valid.eq(inp.valid & self.active),
+            up_line.i.flags.valid.eq(inp.valid & self.active[1]),
             up_line.i.flags.first.eq(inp.first),
             up_line.i.flags.last.eq(inp.last),
             up_line.i.flags.index.eq(inp.index),
@@ -247,14 +248,15 @@ class _Exchange(wiring.Component):
             with m.If(self.clear):
                 m.d.sync += valid_line.eq(0)
             with m.Elif(en):
-                m.d.sync += valid_line.eq(Cat(inp.valid & self.active, valid_line[:-1]))
+                m.d.sync += valid_line.eq(Cat(inp.valid & self.active[1], valid_line[:-1]))
             out_valid = valid_line.bit_select((delay - 1)[:len(self.delay)], 1)
-        with m.If(self.active):
+        for k in range(half):
+            m.d.comb += out.data[k + half].eq(Mux(self.active[0],
+                                                  Mux(cross, inp.data[k], low_line.o[k]),
+                                                  inp.data[k + half]))
+        with m.If(self.active[1]):
             for k in range(half):
-                m.d.comb += [
-                    out.data[k].eq(up_line.o.data[k]),
-                    out.data[k + half].eq(Mux(cross, inp.data[k], low_line.o[k])),
-                ]
+                m.d.comb += out.data[k].eq(up_line.o.data[k])
             m.d.comb += [
                 out.valid.eq(out_valid),
                 out.first.eq(up_line.o.flags.first),
@@ -262,7 +264,9 @@ class _Exchange(wiring.Component):
                 out.index.eq(up_line.o.flags.index),
             ]
         with m.Else():
-            m.d.comb += out.eq(inp)
+            m.d.comb += [out.valid.eq(inp.valid), out.first.eq(inp.first), out.last.eq(inp.last),
+                         out.index.eq(inp.index),
+                         *(out.data[k].eq(inp.data[k]) for k in range(half))]
         return m
 
 
@@ -270,7 +274,10 @@ class _Column(wiring.Component):
     """A column of ``lanes/2`` PEs running one FFT stage on lane pairs ``(l, l | 2**lane_bit)``.
 
     An input register (beside the twiddle ROM's read register) then the PEs: latency
-    ``1 + PE_LATENCY`` beats. Inactive (``N`` too short to use it): the input register only.
+    ``COLUMN_LATENCY = 2 + PE_LATENCY`` beats: the input register, then the operand register
+    beside the twiddle ROM's and weight memories' read registers, addressed by the input
+    register's beat index (so no address logic follows the bypass multiplexers of the
+    columns and exchanges before). Inactive (``N`` too short to use it): the input register only.
     ``en`` holds ``1 + lanes/2`` copies of the pipeline enable: bit 0 moves the column's
     registers and memory ports, bit ``1 + n`` PE ``n``. ``active`` (the transforms in the
     columns use this one) and ``real`` come from registers of the array's, one per column,
@@ -314,7 +321,11 @@ class _Column(wiring.Component):
         tb = cfg.twiddle_bits
         en = self.en[0]
 
-        beat = self.i.index         # for the twiddle and weight addresses
+        reg = Signal(_beat(cfg), name="in_reg")
+        op = Signal(_beat(cfg), name="op_reg")
+        with m.If(en):
+            m.d.sync += [reg.eq(self.i), op.eq(reg)]
+        beat = reg.index            # the twiddle and weight addresses of the beat in ``op``
 
         # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register;
         # a word holds the PEs' twiddle coefficients (FFT-only three-multiplier PEs: fft_coefs).
@@ -381,17 +392,14 @@ class _Column(wiring.Component):
 
         active = self.active if not self.always_active(sched, self._index) else Const(1, 1)
         # Input register, PEs, and the flags beside them.
-        reg = Signal(_beat(cfg), name="in_reg")
-        with m.If(en):
-            m.d.sync += reg.eq(self.i)
         pe_out = [None] * P
         for n, (l0, l1) in enumerate(pairs):
             pe = ButterflyPE(cfg, twiddles=table)
             m.submodules[f"pe{n}"] = EnableInserter(self.en[1 + n])(pe)
             m.d.comb += [
                 pe.i.valid.eq(1),
-                pe.i.payload.x0.eq(reg.data[l0]),
-                pe.i.payload.x1.eq(reg.data[l1]),
+                pe.i.payload.x0.eq(op.data[l0]),
+                pe.i.payload.x1.eq(op.data[l1]),
                 pe.o.ready.eq(1),
             ]
             if cfg.linear:
@@ -414,12 +422,12 @@ class _Column(wiring.Component):
             pe_out[l0], pe_out[l1] = pe.o.payload.y0, pe.o.payload.y1
         flags = [Signal(_flags(cfg), name=f"flags{k}") for k in range(cfg.PE_LATENCY)]
         with m.If(en):
-            m.d.sync += flags[0].eq(Cat(reg.valid & active, reg.first, reg.last, reg.index))
+            m.d.sync += flags[0].eq(Cat(op.valid & active, op.first, op.last, op.index))
             for k in range(1, len(flags)):
                 m.d.sync += flags[k].eq(flags[k - 1])
 
         out = self.o
-        before_out = flags[-2].valid if len(flags) > 1 else reg.valid & active
+        before_out = flags[-2].valid if len(flags) > 1 else op.valid & active
         m.d.comb += self.o_valid_next.eq(Mux(active, before_out, self.i.valid))
         with m.If(active):
             m.d.comb += [
@@ -536,16 +544,17 @@ class ButterflyArray(wiring.Component):
         slot_real = Signal(name="slot_real")                      # … and mode
         head = Signal(_beat(cfg), name="head")          # the input register
 
-        def length_flag(name, flag_of):
-            """A register holding ``flag_of(log2n)`` of the transforms in the columns (loaded
-            with ``cur_log2n``, so each column's multiplexers have a flip-flop of their own)."""
-            flag = Signal(name=name, init=int(flag_of(p)))
-            with m.If(new_length):
-                with m.Switch(slot_log2n):
-                    for log2n in sched.log2n_range:
-                        with m.Case(log2n):
-                            m.d.sync += flag.eq(int(flag_of(log2n)))
-            return flag
+        def length_flag(name, flag_of, copies=1):
+            """``copies`` registers holding ``flag_of(log2n)`` of the transforms in the columns
+            (loaded with ``cur_log2n``, so each column's multiplexers have flip-flops of their
+            own)."""
+            value = Signal(name=f"{name}_next")
+            with m.Switch(slot_log2n):
+                for log2n in sched.log2n_range:
+                    with m.Case(log2n):
+                        m.d.comb += value.eq(int(flag_of(log2n)))
+            return Cat(*held_copies(m, name, copies, load=new_length, value=value,
+                                    init=int(flag_of(p))))
 
         beat = head
         for c, col in enumerate(sched.columns):
@@ -563,10 +572,10 @@ class ButterflyArray(wiring.Component):
                             with m.Case(log2n):
                                 m.d.comb += xch.delay.eq(0 if slot is None else 1 << slot)
                     m.d.comb += xch.active.eq(length_flag(
-                        f"xch{c}_active", lambda n, c=c: sched.plan(n)[c].exchange is not None))
+                        f"xch{c}_active", lambda n, c=c: sched.plan(n)[c].exchange is not None, 2))
                 else:
                     m.d.comb += xch.active.eq(length_flag(f"xch{c}_active",
-                                                          lambda n, c=c: n >= lmax - c))
+                                                          lambda n, c=c: n >= lmax - c, 2))
                 beat = xch.o
             column = _Column(cfg, sched, c)
             m.submodules[f"col{c}"] = column
@@ -665,7 +674,7 @@ class ButterflyArray(wiring.Component):
         src_log2n = Signal(range(lmax + 1))
         src_real = Signal()
         slot_valid = Signal()                       # the input slot has the columns' next beat
-        in_flight = Signal(range(2 * cfg.n_max // P + (cfg.PE_LATENCY + 2) * lmax + 9))
+        in_flight = Signal(range(2 * cfg.n_max // P + (cfg.COLUMN_LATENCY + 2) * lmax + 9))
         busy = Signal()                             # in_flight != 0, as a register
         empty = ~slot_valid & ~busy                 # nothing between the slot and the tail
         hold = Signal()                             # weights waiting: no new transform

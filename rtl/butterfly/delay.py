@@ -19,7 +19,9 @@ class DelayLine(wiring.Component):
     Up to :attr:`REGISTERS` entries it is a shift register (with a tap multiplexer when the
     length is chosen at run time). Longer lines are one ``lib.memory`` RAM of ``max_delay``
     words (a power of two) with a synchronous, non-transparent read port: a write pointer
-    cycling through the words and a read pointer ``length - 1`` behind it; a run-time
+    cycling through the words and a read pointer ``length - 1`` behind it, kept in a
+    register of its own (so the length's decode and the subtraction stay off the RAM's
+    address fan-out; after a change of ``length`` it catches up one cycle later); a run-time
     length of 1 takes a register beside the RAM.
 
     Parameters
@@ -79,13 +81,15 @@ class DelayLine(wiring.Component):
         wr = ram.write_port()
         rd = ram.read_port()
         ptr = Signal(ceil_log2(n))
+        read = Signal(ceil_log2(n), init=(1 - n) % n)       # ptr - length + 1
         length = self.length if self.variable else n
         m.d.comb += [
             wr.addr.eq(ptr), wr.data.eq(self.i), wr.en.eq(self.en),
-            rd.addr.eq((ptr - length + 1)[:len(ptr)]), rd.en.eq(self.en),
+            rd.addr.eq(read), rd.en.eq(self.en),
         ]
         with m.If(self.en):
             m.d.sync += ptr.eq(ptr + 1)
+        m.d.sync += read.eq((ptr + self.en - length + 1)[:len(ptr)])
         if not self.variable:
             m.d.comb += self.o.eq(rd.data)
         else:
