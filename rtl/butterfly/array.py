@@ -273,11 +273,13 @@ class _Exchange(wiring.Component):
 class _Column(wiring.Component):
     """A column of ``lanes/2`` PEs running one FFT stage on lane pairs ``(l, l | 2**lane_bit)``.
 
-    An input register (beside the twiddle ROM's read register) then the PEs: latency
-    ``COLUMN_LATENCY = 2 + PE_LATENCY`` beats: the input register, then the operand register
-    beside the twiddle ROM's and weight memories' read registers, addressed by the input
-    register's beat index (so no address logic follows the bypass multiplexers of the
-    columns and exchanges before). Inactive (``N`` too short to use it): the input register only.
+    An input register then the PEs: latency ``COLUMN_LATENCY = 2 + PE_LATENCY`` beats: the
+    input register (beside it, the twiddle address decoded from the incoming beat's index),
+    then the operand register beside the twiddle ROM's and weight memories' read registers,
+    addressed by registers (the twiddle address; the input register's beat index), so no
+    address logic follows the bypass multiplexers of the columns and exchanges before and
+    the LUT ROMs start from flip-flops. Inactive (``N`` too short to use it): the input
+    register only.
     ``en`` holds ``1 + lanes/2`` copies of the pipeline enable: bit 0 moves the column's
     registers and memory ports, bit ``1 + n`` PE ``n``. ``active`` (the transforms in the
     columns use this one) and ``real`` come from registers of the array's, one per column,
@@ -349,6 +351,10 @@ class _Column(wiring.Component):
                                           for word in words])
                 m.submodules.rom = rom
             for n, (l0, _) in enumerate(pairs):
+                # The address is decoded from the incoming beat's index and registered beside
+                # the input register (``log2n`` holds while beats are in the columns), so the
+                # ROM (LUTs, for the small ones) starts from a flip-flop.
+                idx_next = Signal(col.kmax, name=f"tw_idx_next{n}")
                 idx = Signal(col.kmax, name=f"tw_idx{n}")
                 with m.Switch(self.log2n):
                     for log2n, plan in plans.items():
@@ -356,9 +362,12 @@ class _Column(wiring.Component):
                             continue
                         with m.Case(log2n):
                             srcs = [Const(0, 1) if s is None else
-                                    Const(l0 >> s[1] & 1, 1) if s[0] == "lane" else beat[s[1]]
+                                    Const(l0 >> s[1] & 1, 1) if s[0] == "lane" else
+                                    self.i.index[s[1]]
                                     for s in plan.twiddle_bits]
-                            m.d.comb += idx.eq(Cat(*srcs))
+                            m.d.comb += idx_next.eq(Cat(*srcs))
+                with m.If(en):
+                    m.d.sync += idx.eq(idx_next)
                 if indexed:
                     word = Signal(col.kmax, name=f"tw_word{n}")
                     with m.If(en):

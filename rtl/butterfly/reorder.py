@@ -127,10 +127,12 @@ class ReorderBuffer(wiring.Component):
                     m.d.sync += [full[h].eq(1), half_log2n[h].eq(self.w_log2n)]
 
         # -- read side: output beat t_out, every bank read once ----------------------------
+        # ``r_log2n`` (the length of the half being read) is a register that follows the
+        # half's length as it is written and the read side as it moves on: the bank
+        # addresses and lane selects below decode it, so it must not sit behind a multiplexer.
         r_half = Signal()
         t_out = Signal(max(tbits, 1))
-        r_log2n = Signal(range(lmax + 1))
-        m.d.comb += r_log2n.eq(Array(half_log2n)[r_half])
+        r_log2n = Signal(range(lmax + 1), init=p)
         advance = ~self.o.valid | self.o.ready
         issue = advance & Array(full)[r_half]
         r_last = Signal()
@@ -158,7 +160,11 @@ class ReorderBuffer(wiring.Component):
                         m.d.sync += full[h].eq(0)
             with m.Else():
                 m.d.sync += t_out.eq(t_out + 1)
-        freed = [issue & r_last & (r_half == h) for h in range(2)]
+        r_done = issue & r_last
+        half_log2n_next = [Mux(w_done & (w_half == h), self.w_log2n, half_log2n[h])
+                           for h in range(2)]
+        m.d.sync += r_log2n.eq(Mux(r_half ^ r_done, half_log2n_next[1], half_log2n_next[0]))
+        freed = [r_done & (r_half == h) for h in range(2)]
         still_full = Array(full[h] & ~freed[h] for h in range(2))
         m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_half], ~still_full[~w_half]))
         read_data = Array(rd.data for _, rd in banks)
