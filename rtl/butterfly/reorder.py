@@ -127,22 +127,22 @@ class ReorderBuffer(wiring.Component):
                     m.d.sync += [full[h].eq(1), half_log2n[h].eq(self.w_log2n)]
 
         # -- read side: output beat t_out, every bank read once ----------------------------
-        # ``r_log2n`` (the length of the half being read) is a register that follows the
-        # half's length as it is written and the read side as it moves on: the bank
-        # addresses and lane selects below decode it, so it must not sit behind a multiplexer.
+        # ``r_log2n`` (the length of the half being read) and ``r_last`` (``t_out`` is that
+        # half's last beat) are registers, computed from the next state: the bank addresses
+        # and lane selects decode ``r_log2n``, and ``r_last`` steers the read side, so
+        # neither may sit behind a multiplexer or a comparison.
         r_half = Signal()
         t_out = Signal(max(tbits, 1))
         r_log2n = Signal(range(lmax + 1), init=p)
+        r_last = Signal(init=1)
         advance = ~self.o.valid | self.o.ready
         issue = advance & Array(full)[r_half]
-        r_last = Signal()
         sel_now = [Signal(range(P), name=f"sel_now{lane}") for lane in range(P)]
         addrs = [Signal(max(tbits, 1), name=f"addr{b}") for b in range(P)]
         with m.Switch(r_log2n):
             for log2n in sched.log2n_range:
                 with m.Case(log2n):
                     self._read_plan(m, log2n, t_out, addrs, sel_now)
-                    m.d.comb += r_last.eq(t_out == (1 << (log2n - p)) - 1)
         for b, (_, rd) in enumerate(banks):
             m.d.comb += [rd.addr.eq(Cat(addrs[b][:tbits], r_half)), rd.en.eq(issue)]
         sel = [Signal(range(P), name=f"sel{lane}") for lane in range(P)]
@@ -163,7 +163,17 @@ class ReorderBuffer(wiring.Component):
         r_done = issue & r_last
         half_log2n_next = [Mux(w_done & (w_half == h), self.w_log2n, half_log2n[h])
                            for h in range(2)]
-        m.d.sync += r_log2n.eq(Mux(r_half ^ r_done, half_log2n_next[1], half_log2n_next[0]))
+        r_log2n_next = Signal.like(r_log2n)
+        t_out_next = Signal.like(t_out)
+        m.d.comb += [
+            r_log2n_next.eq(Mux(r_half ^ r_done, half_log2n_next[1], half_log2n_next[0])),
+            t_out_next.eq(Mux(issue, Mux(r_last, 0, t_out + 1), t_out)),
+        ]
+        m.d.sync += r_log2n.eq(r_log2n_next)
+        with m.Switch(r_log2n_next):
+            for log2n in sched.log2n_range:
+                with m.Case(log2n):
+                    m.d.sync += r_last.eq(t_out_next == (1 << (log2n - p)) - 1)
         freed = [r_done & (r_half == h) for h in range(2)]
         still_full = Array(full[h] & ~freed[h] for h in range(2))
         m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_half], ~still_full[~w_half]))
