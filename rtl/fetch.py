@@ -22,9 +22,9 @@ The AXI port is the read half of AXI4 (AR and R channels), named as AXI names th
 Counters: the bytes of each plane received since ``clear``.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
@@ -198,8 +198,9 @@ class Fetcher(wiring.Component):
                                       (run_count == keys_max))
 
         # ---- 2. Bursts -----------------------------------------------------------------
-        # Per burst in flight: does it end the request? (Read the cycle after it is written.)
-        m.submodules.bursts = bursts = SyncFIFO(width=1, depth=self.outstanding)
+        # Per burst in flight: does it end the request? (Buffered, so its ``r_rdy`` in
+        # ``rready`` is a flip-flop.)
+        m.submodules.bursts = bursts = SyncFIFOBuffered(width=1, depth=self.outstanding)
         busy = Signal()
         addr = Signal(self.addr_width)
         left = Signal(range(self.max_burst + 1))       # beats of the run still to request
@@ -231,37 +232,51 @@ class Fetcher(wiring.Component):
                 m.d.sync += busy.eq(0)
 
         # ---- 3. Rows -------------------------------------------------------------------
-        acc = Signal(len(self.o.payload.row))
-        word = Signal(range(max(row_beats)))
+        # The R beats of a row go into ``acc``, a word each; the output row *is* ``acc``
+        # (``o.valid`` is ``full``), so no beat's decision reaches a wide register's enable
+        # or reset: a beat loads its word under ``got`` and a one-hot word register, and
+        # whether it ends the row (``row_end``) is a register set on the beat before. While
+        # a row waits for ``o.ready``, no beat is taken (it would overwrite ``acc``); the
+        # beat that starts the next row may come in the cycle the row leaves.
+        words = max(row_beats)
+        acc = [Signal(W, name=f"acc{w}") for w in range(words)]
+        hot = Signal(words, init=1)                    # the next beat's word, one-hot
+        end = Signal()                                 # the next beat ends its row (R > 1)
+        full = Signal()
+        out_index, out_plane, out_last = Signal(index_bits), Signal(), Signal()
         tag_index, tag_plane = tags.r_data[:index_bits], tags.r_data[index_bits]
-        row_end = word == Mux(tag_plane, row_beats[LSB] - 1, row_beats[MSB] - 1)
-        m.d.comb += axi.rready.eq(tags.r_rdy & bursts.r_rdy & (~row_end | ~self.o.valid | self.o.ready))
+        single = [row_beats[p] == 1 for p in (MSB, LSB)]
+        if single[MSB] == single[LSB]:
+            row_end = Const(1) if single[MSB] else end
+        else:
+            row_end = end | (hot[0] & Mux(tag_plane, int(single[LSB]), int(single[MSB])))
+        # the word before the last of the row: the beat taken there makes ``end``
+        penultimate = [hot[row_beats[p] - 2] if row_beats[p] >= 2 else Const(0) for p in (MSB, LSB)]
+        m.d.comb += axi.rready.eq(tags.r_rdy & bursts.r_rdy & (~full | self.o.ready))
         got = axi.rvalid & axi.rready
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+        for w in range(words):
+            with m.If(got & hot[w]):
+                m.d.sync += acc[w].eq(axi.rdata)
+        with m.If(self.o.ready):
+            m.d.sync += full.eq(0)
         with m.If(got):
-            # The row's words, least significant first.
-            for w in range(max(row_beats)):
-                with m.If(word == w):
-                    m.d.sync += acc[w * W:(w + 1) * W].eq(axi.rdata)
             with m.If(row_end):
-                m.d.sync += [
-                    word.eq(0),
-                    self.o.valid.eq(1),
-                    self.o.payload.row.eq(acc),
-                    self.o.payload.index.eq(tag_index),
-                    self.o.payload.plane.eq(tag_plane),
-                    self.o.payload.last.eq(axi.rlast & bursts.r_data),
-                ]
-                for w in range(max(row_beats)):
-                    with m.If(word == w):
-                        m.d.sync += self.o.payload.row[w * W:(w + 1) * W].eq(axi.rdata)
-                if cfg.msb_bits > cfg.lsb_bits:
-                    with m.If(tag_plane):
-                        m.d.sync += self.o.payload.row[cfg.head_dim * cfg.lsb_bits:].eq(0)
+                m.d.sync += [hot.eq(1), end.eq(0), full.eq(1), out_index.eq(tag_index),
+                             out_plane.eq(tag_plane), out_last.eq(axi.rlast & bursts.r_data)]
             with m.Else():
-                m.d.sync += word.eq(word + 1)
+                m.d.sync += [hot.eq(hot << 1),
+                             end.eq(Mux(tag_plane, penultimate[LSB], penultimate[MSB]))]
+        # An LSB row fills the low words; the words above it (MSB data) read as zero.
+        row = Cat(*acc)
+        lsb_width = cfg.head_dim * cfg.lsb_bits
+        if cfg.msb_bits > cfg.lsb_bits:
+            row = Cat(row[:lsb_width], Mux(out_plane, 0, row[lsb_width:]))
         m.d.comb += [
+            self.o.valid.eq(full),
+            self.o.payload.row.eq(row),
+            self.o.payload.index.eq(out_index),
+            self.o.payload.plane.eq(out_plane),
+            self.o.payload.last.eq(out_last),
             tags.r_en.eq(got & row_end),
             bursts.r_en.eq(got & axi.rlast),
         ]
