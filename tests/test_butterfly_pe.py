@@ -148,7 +148,7 @@ def test_pe_full_rate_and_latency():
     got, cycles, dut = _run(cfg, beats, seed=1, gap=0, stall=0)
     assert got == _expected(cfg, beats)
     # The first beat enters at the first edge and leaves `latency` edges later.
-    assert dut.latency == cfg.PE_LATENCY == 4
+    assert dut.latency == cfg.PE_LATENCY == 5
     assert cycles == len(beats) + dut.latency
     assert dut.multipliers == 4
 

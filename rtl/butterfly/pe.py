@@ -63,10 +63,10 @@ product for the twiddles a PE will see (its column's ROM, in address order):
 Every plan computes the same exact integer ``W·x1``, so all are bit-exact with the model;
 ``"four"`` is the two-mode PE above.
 
-Pipeline (:attr:`ButterflyConfig.PE_LATENCY` = 4 registers): operands (the multiplexed
-multiplier inputs, or the partial sums) → products → rounded sums
-(``x0·2**F ± product sum + 2**(F+shift-1)``) → output (arithmetic shift and saturation).
-Each multiplier thus sits between two registers.
+Pipeline (:attr:`ButterflyConfig.PE_LATENCY` = 5 registers): operands (the multiplexed
+multiplier inputs, or the partial sums) → products → the plan's product sums ``s0``, ``s1``
+→ rounded sums (``x0·2**F ± product sum + 2**(F+shift-1)``) → output (arithmetic shift and
+saturation). Each multiplier thus sits between two registers, and each carry chain too.
 The pipeline advances as one when its output register is empty or being read
 (``i.ready = ~o.valid | o.ready``); bubbles from input gaps travel through it.
 """
@@ -265,6 +265,17 @@ class ButterflyPE(wiring.Component):
             {"four": self._four, "three": self._three}[self.product]
         offsets = products(m, en, fft_in, b_fft, s0, s1)
 
+        # Stage 2b: the plan's sums registered with the beat's flags, so the sums' carry
+        # chains (after the products) and stage 3's (after these) are never in series.
+        s0, s1 = self._delayed(m, en, s0, "s0"), self._delayed(m, en, s1, "s1")
+        b_valid, b_shift, b_last = (self._delayed(m, en, v, n) for v, n in
+                                    ((b_valid, "valid"), (b_shift, "shift"), (b_last, "last")))
+        b_x0 = self._delayed(m, en, b_x0, "x0")
+        if cfg.linear:
+            b_fft = self._delayed(m, en, b_fft, "fft")
+        if offsets is not None:
+            offsets = (self._delayed(m, en, offsets[0], "sel"), offsets[1])
+
         # Stage 3: the exact sums plus the rounding constant 2**(F+shift-1), one per output
         # (y0re, y0im, y1re, y1im): ± the plan's constant offsets (sel, [(to s0, to s1)]) to
         # s0 and s1, if any, folded in so they cost no adder.
@@ -315,6 +326,14 @@ class ButterflyPE(wiring.Component):
                 out.y1.re.eq(outs[2]), out.y1.im.eq(outs[3]),
             ]
         return m
+
+    @staticmethod
+    def _delayed(m, en, value, name):
+        """``value`` one pipeline step later: a register loaded while ``en``."""
+        reg = Signal.like(value, name=f"b2_{name}")
+        with m.If(en):
+            m.d.sync += reg.eq(value)
+        return reg
 
     def _four(self, m, en, fft_in, b_fft, s0, s1):
         """Four multipliers with multiplexed operands, both modes (module docstring)."""
