@@ -219,8 +219,10 @@ class QKBlock(wiring.Component):
         replay = Signal()                           # send commit's full-key pass next
         epoch = Signal()                            # flips at each squash
 
-        def in_flight(row):
-            return (row - commit)[:ROW_BITS]
+        # Rows sent ahead of commit (next_row − commit, at most ROW_SLOTS), kept beside them as
+        # a small register: the 16-bit difference and its compare ran from next_row into the
+        # dispatcher's registered choice (``go``) through two carry chains.
+        ahead = Signal(range(ROW_SLOTS + 1))
 
         def bank_of(row):
             """Summarization shares one bank for the head; generation gives row r bank r mod banks."""
@@ -299,8 +301,9 @@ class QKBlock(wiring.Component):
         there = held[want_plane][want_bank] & (~generation | (holder[want_plane][want_bank] == want_row))
         # A generation row overwrites the bank of the row key_banks before it: that one must
         # have left. Summarization rows read the same bank, up to ROW_SLOTS of them in flight.
-        row_ok = Mux(replay, 1, (next_row != received) &
-                     (in_flight(next_row) < Mux(generation, cfg.key_banks, ROW_SLOTS)))
+        # (``next_row != received`` is ``ahead != ring_used``: both count from commit.)
+        row_ok = Mux(replay, 1, (ahead != ring_used) &
+                     (ahead < Mux(generation, cfg.key_banks, ROW_SLOTS)))
         squash = Signal()
         # The choice is registered and carried out the next cycle (``go``): the bookkeeping
         # above is too deep to also drive the thousands of registers a launch loads. A squash
@@ -510,6 +513,9 @@ class QKBlock(wiring.Component):
         with m.If(committed):
             m.d.sync += commit.eq(commit + 1)
         m.d.sync += ring_used.eq(ring_used + to_ring - committed)
+        # next_row becomes chosen.row + 1 = next_row + 1 on a first pass's go (the choice
+        # is made with no go in flight), commit + 1 on a squash (never in a commit's cycle)
+        m.d.sync += ahead.eq(Mux(squash, 1, ahead + (go & ~chosen.replay)) - committed)
         with m.If(squash):
             m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
 
@@ -524,7 +530,7 @@ class QKBlock(wiring.Component):
                 active.eq(1), head.eq(self.head.payload),
                 beats.eq((self.head.payload.n_keys + L - 1) >> lane_bits),
                 received.eq(0), q_done.eq(0), next_row.eq(0), frontier.eq(0), commit.eq(0),
-                replay.eq(0), alive_words.eq(0), ring_used.eq(0),
+                replay.eq(0), alive_words.eq(0), ring_used.eq(0), ahead.eq(0),
                 *(held[p][b].eq(0) for p in PLANES for b in range(cfg.key_banks)),
             ]
 
