@@ -76,6 +76,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..pipeline import stage
 
 __all__ = ["Mode", "complex_layout", "pe_input_layout", "pe_output_layout", "fft_coefs",
            "csd_digits", "ButterflyPE"]
@@ -267,14 +268,14 @@ class ButterflyPE(wiring.Component):
 
         # Stage 2b: the plan's sums registered with the beat's flags, so the sums' carry
         # chains (after the products) and stage 3's (after these) are never in series.
-        s0, s1 = self._delayed(m, en, s0, "s0"), self._delayed(m, en, s1, "s1")
-        b_valid, b_shift, b_last = (self._delayed(m, en, v, n) for v, n in
-                                    ((b_valid, "valid"), (b_shift, "shift"), (b_last, "last")))
-        b_x0 = self._delayed(m, en, b_x0, "x0")
+        b2 = stage(m, "b2", en, s0=s0, s1=s1, valid=b_valid, shift=b_shift, last=b_last,
+                   x0=b_x0, fft=b_fft, sel=offsets[0] if offsets is not None else 0)
+        s0, s1, b_valid, b_shift, b_last = b2.s0, b2.s1, b2.valid, b2.shift, b2.last
+        b_x0 = b2.x0
         if cfg.linear:
-            b_fft = self._delayed(m, en, b_fft, "fft")
+            b_fft = b2.fft
         if offsets is not None:
-            offsets = (self._delayed(m, en, offsets[0], "sel"), offsets[1])
+            offsets = (b2.sel, offsets[1])
 
         # Stage 3: the exact sums plus the rounding constant 2**(F+shift-1), one per output
         # (y0re, y0im, y1re, y1im): ± the plan's constant offsets (sel, [(to s0, to s1)]) to
@@ -326,14 +327,6 @@ class ButterflyPE(wiring.Component):
                 out.y1.re.eq(outs[2]), out.y1.im.eq(outs[3]),
             ]
         return m
-
-    @staticmethod
-    def _delayed(m, en, value, name):
-        """``value`` one pipeline step later: a register loaded while ``en``."""
-        reg = Signal.like(value, name=f"b2_{name}")
-        with m.If(en):
-            m.d.sync += reg.eq(value)
-        return reg
 
     def _four(self, m, en, fft_in, b_fft, s0, s1):
         """Four multipliers with multiplexed operands, both modes (module docstring)."""
