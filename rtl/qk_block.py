@@ -49,7 +49,7 @@ from amaranth.utils import ceil_log2, exact_log2
 from ..config import ConfigError
 from ..configs.qk import QKConfig
 from .fetch import LSB, MSB, AXIReadSignature, Fetcher
-from .pipeline import enable_copies, flag_copies
+from .pipeline import enable_copies
 from .qk import QKDatapath, plane_row, query_layout
 
 __all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat", "output_beat",
@@ -63,12 +63,26 @@ FLAG_COPIES = 8
 RING_WRITE_COPIES = 8
 #: copies of the flag that loads the head register (each enables a share of its bits)
 HEAD_LOAD_COPIES = 8
+#: copies of the flag that loads the query holding register (each enables a group of elements)
+HELD_Q_COPIES = 8
+#: copies of ``go`` that load the dispatched query (each enables a group of the elements)
+GO_COPIES = 8
 #: the ``mode`` field
 SUMMARIZATION, GENERATION = 0, 1
 #: bits of the ``row`` field (row numbers within a head wrap at 2**ROW_BITS)
 ROW_BITS = 16
 #: bits of the counters
 COUNTER_BITS = 32
+
+
+def _set_clear_copies(m, name, copies, *, set, clear):
+    """``copies`` flip-flops of a flag set by ``set``, else cleared by ``clear``, else held,
+    written with :func:`~attnforge.rtl.pipeline.enable_copies` (each copy's next value is
+    chosen by its own output: ``set | ~clear`` when high, ``set`` when low). Written as a
+    set/clear/hold (:func:`~attnforge.rtl.pipeline.flag_copies`), the hold becomes a clock
+    enable and Yosys merges the copies: the eight ``copying`` copies were one flip-flop
+    driving 1,061 loads, ``scanning``'s 1,025."""
+    return enable_copies(m, name, copies, if_enabled=set | ~clear, if_stalled=set, init=0)
 
 
 def _free_shift(m, bits, step, load, shifting):
@@ -251,8 +265,6 @@ class QKBlock(wiring.Component):
         held_q, held_q_valid = Signal(query_layout(cfg)), Signal()
         ring_used = Signal(range(ROW_SLOTS + 1))
         m.d.comb += self.q.ready.eq(active & ~q_done & ~held_q_valid)
-        with m.If(self.q.ready):            # loads whatever is offered: q.valid is off its enable
-            m.d.sync += held_q.eq(self.q.payload.q)
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += held_q_valid.eq(1)
             with m.If(self.q.payload.last):
@@ -266,11 +278,25 @@ class QKBlock(wiring.Component):
         # still holds the query then; the row cannot be dispatched before (the choice is
         # registered).
         to_ring = held_q_valid & (ring_used != ROW_SLOTS)
+        # ``held_q`` loads whatever is offered while it holds no query (q.valid is off its
+        # enable, and so are active and q_done: a query is only taken with q.ready, and
+        # ``held_q`` is only read while it holds one and in the ring write the cycle after),
+        # under HELD_Q_COPIES flip-flop copies of ~held_q_valid, each enabling a group of the
+        # elements: active & ~q_done & ~held_q_valid reached 384 enables through one LUT.
+        loads = enable_copies(m, "held_q_load", HELD_Q_COPIES,
+                              if_enabled=~(self.q.valid & self.q.ready), if_stalled=to_ring)
+        load_group = -(-cfg.head_dim // HELD_Q_COPIES)
+        for n, load in enumerate(loads):
+            with m.If(load):
+                m.d.sync += [held_q[j].eq(self.q.payload.q[j])
+                             for j in range(n * load_group, min((n + 1) * load_group, cfg.head_dim))]
         copies = min(RING_WRITE_COPIES, cfg.head_dim)
         group = cfg.head_dim // copies
+        ring_write = [[Signal(name=f"ring_write{s}_{c}") for c in range(copies)]
+                      for s in range(ROW_SLOTS)]
         for s in range(ROW_SLOTS):
             for c in range(copies):
-                write = Signal(name=f"ring_write{s}_{c}")
+                write = ring_write[s][c]
                 m.d.sync += write.eq(~write & to_ring & (received[:slot_bits] == s))
                 with m.If(write):
                     m.d.sync += [ring[s][j].eq(held_q[j]) for j in range(c * group, (c + 1) * group)]
@@ -320,6 +346,29 @@ class QKBlock(wiring.Component):
             go.eq(choose & ~squash),
             chosen.eq(Cat(want_row, want_plane, want_bank, ~there, replay, next_row == frontier, epoch)),
         ]
+        # The query of the row being chosen, selected from the ring into a register in the
+        # choosing cycle, so ``go`` loads it from a flip-flop (ring[slot_chosen] under ``go``
+        # ran from ``chosen`` through the slot multiplexer into the Q×K query register: 11.2 ns
+        # with 8.2 of routing). The slot may be written in this very cycle (the row is chosen
+        # the cycle after its hand-over, while its ring_write flags are high): then the
+        # query is ``held_q``, which the ring takes at this cycle's end. So ``next_q`` is what
+        # ring[want_slot] holds next cycle, when a ``go`` reads it.
+        want_slot = want_row[:slot_bits]
+        next_q = Signal(query_layout(cfg))
+        for c in range(copies):
+            writing = Array(ring_write[s][c] for s in range(ROW_SLOTS))[want_slot]
+            for j in range(c * group, (c + 1) * group):
+                stored = Array(ring[s][j] for s in range(ROW_SLOTS))[want_slot]
+                m.d.sync += next_q[j].eq(Mux(writing, held_q[j], stored))
+        # ``go`` again in GO_COPIES flip-flops (go is never high two cycles running), each
+        # loading a group of the query's elements: one go reached 384 clock enables.
+        go_copies = enable_copies(m, "go", GO_COPIES, if_enabled=0, if_stalled=choose & ~squash,
+                                  init=0)
+        go_group = -(-cfg.head_dim // GO_COPIES)
+        for n, load in enumerate(go_copies):
+            with m.If(load):
+                m.d.sync += [q_payload[j].eq(next_q[j])
+                             for j in range(n * go_group, min((n + 1) * go_group, cfg.head_dim))]
         start_fetch = Signal()
         slot_chosen = chosen.row[:slot_bits]
         m.d.comb += [
@@ -329,7 +378,7 @@ class QKBlock(wiring.Component):
         ]
         with m.If(go):
             m.d.sync += [dispatching.eq(1), plane.eq(chosen.plane), bank.eq(chosen.bank), word.eq(0),
-                         q_valid.eq(1), q_payload.eq(ring[slot_chosen])]
+                         q_valid.eq(1)]
             with m.If(chosen.replay):
                 m.d.sync += replay.eq(0)
             with m.Else():
@@ -359,8 +408,8 @@ class QKBlock(wiring.Component):
         with m.If(alive_words != words):
             m.d.sync += alive_words.eq(alive_words + 1)
         _free_shift(m, alive_bits, L, self.head.payload.alive,
-                    flag_copies(m, "copying", FLAG_COPIES, set=self.head.valid & self.head.ready,
-                                clear=head_done))
+                    _set_clear_copies(m, "copying", FLAG_COPIES,
+                                      set=self.head.valid & self.head.ready, clear=head_done))
 
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
         def buffer(bits, signed_):
@@ -418,8 +467,8 @@ class QKBlock(wiring.Component):
         with m.If(start_fetch):
             m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0)]
         scan_end = scanning & (scan + 1 == n_keys)
-        _free_shift(m, scan_alive, 1, alive, flag_copies(m, "scanning", FLAG_COPIES,
-                                                         set=start_fetch, clear=scan_end))
+        _free_shift(m, scan_alive, 1, alive, _set_clear_copies(m, "scanning", FLAG_COPIES,
+                                                               set=start_fetch, clear=scan_end))
         found = scanning & scan_alive[0]
         # The pending index goes out once the next alive key is found (``last`` = 0) or the
         # scan has ended (``last`` = 1), into a FIFO with room for every key of a fetch (one
