@@ -6,6 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from attnforge.configs.butterfly import ButterflyConfig
@@ -148,7 +149,7 @@ def test_pe_full_rate_and_latency():
     got, cycles, dut = _run(cfg, beats, seed=1, gap=0, stall=0)
     assert got == _expected(cfg, beats)
     # The first beat enters at the first edge and leaves `latency` edges later.
-    assert dut.latency == cfg.PE_LATENCY == 5
+    assert dut.latency == cfg.PE_LATENCY == 6
     assert cycles == len(beats) + dut.latency
     assert dut.multipliers == 4
 
@@ -243,3 +244,33 @@ def test_pe_plans():
         ["identity", "rotation", "constants", "constants", "three", "three"]
     assert ButterflyConfig(linear=0).array_multipliers == 72
     assert ButterflyConfig(linear=1).array_multipliers == 160
+
+
+def test_three_plan_at_width_18():
+    """``x1.re + x1.im`` is 19 bits at width 18: that product is built in the fabric with the
+    same three registers, still bit-exact and ``PE_LATENCY`` deep."""
+    cfg = dataclasses.replace(CONFIGS["wide-18x18"], linear=0)
+    table = column_twiddles(cfg, 6)
+    model, dut_beats = _table_beats(cfg, table, 100, random.Random(18), "three")
+    got, _, dut = _run(cfg, dut_beats, seed=18, twiddles=table)
+    assert (dut.product, dut.latency) == ("three", cfg.PE_LATENCY)
+    assert got == _expected(cfg, model)
+
+
+class _ECP5:
+    """Just enough of an ECP5 platform for rtl/dsp.multiply to pick MULT18X18D cells."""
+    family = "ecp5"
+
+
+@pytest.mark.parametrize("cfg, kmax, cells", [
+    (ButterflyConfig(), None, 4), (FFT_ONLY, 6, 3), (FFT_ONLY, 3, 0),
+    (ButterflyConfig(width=18, twiddle_bits=18, linear=0), 6, 2)])
+def test_pe_multipliers_are_dsp_cells_with_their_registers(cfg, kmax, cells):
+    """On an ECP5 each product is a MULT18X18D with registered inputs and output (Yosys
+    packs no fabric flip-flop into one); the 19-bit operand of a width-18 ``"three"`` PE
+    stays in the fabric."""
+    twiddles = None if kmax is None else column_twiddles(cfg, kmax)
+    text = rtlil.convert(ButterflyPE(cfg, twiddles=twiddles), platform=_ECP5())
+    assert text.count("cell \\MULT18X18D") == cells
+    for reg in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+        assert text.count(f'parameter \\{reg} "CLK0"') == cells

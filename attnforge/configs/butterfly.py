@@ -55,9 +55,9 @@ class ButterflyConfig(BlockConfig):
     SHIFT_MIN = -4
     SHIFT_MAX = 3
     #: cycles from a PE input handshake to its output beat when never stalled:
-    #: operand register (DSP inputs) → product register (DSP output) → product-sum register
-    #: → rounded-sum register → output
-    PE_LATENCY = 5
+    #: operand register (DSP inputs) → product register (DSP output) → product register
+    #: beside the DSP (rtl/dsp.multiply) → product-sum register → rounded-sum register → output
+    PE_LATENCY = 6
     #: registers a beat passes in an active PE column of the array: input register, operand
     #: register (beside the twiddle ROM's read register), the PE's
     COLUMN_LATENCY = PE_LATENCY + 2

@@ -53,9 +53,11 @@ product for the twiddles a PE will see (its column's ROM, in address order):
   2. each product's groups summed (≤ 2 adder levels for up to 16 digits, 1 up to 8: every
      magnitude of the W8, W16 tables up to 18 bits), and the four products ``u·p``, ``v·q``, ``u·q``, ``v·p`` of the beat's
      twiddle chosen by its index (a multiplexer of at most five inputs);
-  3. ``x0·2**F ± (u·p + v·q)`` and ``x0·2**F ± (u·q − v·p)``, each plus one constant (the
-     rounding constant ± the ``rot`` correction, chosen by the shift and the index): the
-     same depth as ``"three"``'s ``x0·2**F ± (k1 − k3)`` + rounding constant.
+  2a, 2b. ``s0 = u·p + v·q`` and ``s1 = u·q − v·p``, registered twice: where the DSP
+     plans register their products a third time, then in the shared product-sum register;
+  3. ``x0·2**F ± s0`` and ``x0·2**F ± s1``, each plus one constant (the rounding constant ±
+     the ``rot`` correction, chosen by the shift and the index): the same depth as
+     ``"three"``'s ``x0·2**F ± (k1 − k3)`` + rounding constant.
 
   ``"rotation"`` and ``"identity"`` are the degenerate cases: ``u, v ∈ {0, 2**F}``, so no
   adder before stage 3 (and for ``"identity"`` no multiplexer either).
@@ -63,19 +65,23 @@ product for the twiddles a PE will see (its column's ROM, in address order):
 Every plan computes the same exact integer ``W·x1``, so all are bit-exact with the model;
 ``"four"`` is the two-mode PE above.
 
-Pipeline (:attr:`ButterflyConfig.PE_LATENCY` = 5 registers): operands (the multiplexed
-multiplier inputs, or the partial sums) → products → the plan's product sums ``s0``, ``s1``
-→ rounded sums (``x0·2**F ± product sum + 2**(F+shift-1)``) → output (arithmetic shift and
-saturation). Each multiplier thus sits between two registers, and each carry chain too.
+Pipeline (:attr:`ButterflyConfig.PE_LATENCY` = 6 registers): operands (the multiplexed
+multiplier inputs, or the partial sums) → products → products again → the plan's product
+sums ``s0``, ``s1`` → rounded sums (``x0·2**F ± product sum + 2**(F+shift-1)``) → output
+(arithmetic shift and saturation). The first two are the MULT18X18D's own input and output
+registers on an ECP5 (:func:`~attnforge.rtl.dsp.multiply`: Yosys packs no fabric
+flip-flop into a DSP, so without it a 16-PE array puts thousands of them around the DSP
+rows); the third, beside the DSP, gives the route out of it a cycle of its own. Each multiplier thus sits between two registers, and each carry chain too.
 The pipeline advances as one when its output register is empty or being read
 (``i.ready = ~o.valid | o.ready``); bubbles from input gaps travel through it.
 """
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..dsp import DSP_WIDTH, multiply
 from ..pipeline import stage
 
 __all__ = ["Mode", "complex_layout", "pe_input_layout", "pe_output_layout", "fft_coefs",
@@ -159,6 +165,17 @@ def _signed_sum(terms):
     return terms[0]
 
 
+def _product(m, name, a, b, en, platform):
+    """``a·b`` three registers later: :func:`multiply` (in a MULT18X18D on an ECP5) when both
+    operands fit one; otherwise (a ``"three"`` PE's ``x1.re + x1.im`` at ``width = 18``) the
+    same three registers around a fabric product, which synthesis splits over DSPs."""
+    if max(len(Value.cast(a)), len(Value.cast(b))) <= DSP_WIDTH:
+        return multiply(m, name, a, b, en=en, platform=platform)
+    ops = stage(m, f"{name}_in", en, a=a, b=b)
+    product = stage(m, f"{name}_p", en, p=ops.a * ops.b).p
+    return stage(m, f"{name}_out", en, p=product).p
+
+
 class ButterflyPE(wiring.Component):
     """A pipelined radix-2 butterfly PE, FFT or real 2×2 chosen per beat.
 
@@ -239,41 +256,37 @@ class ButterflyPE(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
 
-        # Stages 1 and 2: operands (DSP input registers), then products (DSP output
-        # registers); the plan's exact sums s0, s1 (FFT: Re, Im of W·x1) come out of stage 2.
+        # Stages 1, 2 and 2a: the plan's products. A DSP plan's operands and products are
+        # registered inside the MULT18X18D and once more beside it (rtl/dsp.multiply: three
+        # registers, none of them in the fabric around the DSP row); a table-driven plan
+        # builds its products in two and registers their sums in the third.
         fft_in = (inp.mode == Mode.FFT) if cfg.linear else Const(1, 1)
-        a_valid = Signal()
-        a_fft = Signal()
-        a_shift = Signal(shift_shape)
-        a_last = Signal()
-        a_x0 = Signal(complex_layout(W))
-        with m.If(en):
-            m.d.sync += [a_valid.eq(self.i.valid), a_fft.eq(fft_in), a_shift.eq(inp.shift),
-                         a_last.eq(inp.last), a_x0.eq(inp.x0)]
-        b_valid = Signal()
-        b_fft = Signal()
-        b_shift = Signal(shift_shape)
-        b_last = Signal()
-        b_x0 = Signal(complex_layout(W))
-        with m.If(en):
-            m.d.sync += [b_valid.eq(a_valid), b_fft.eq(a_fft), b_shift.eq(a_shift),
-                         b_last.eq(a_last), b_x0.eq(a_x0)]
-        if not cfg.linear:
-            b_fft = Const(1, 1)                     # FFT-only: no mode multiplexers
+        beat = stage(m, "a", en, valid=self.i.valid, fft=fft_in, shift=inp.shift, last=inp.last,
+                     x0=inp.x0)
+        for name in ("b", "b1"):
+            beat = stage(m, name, en, **vars(beat))
+        b_fft = beat.fft if cfg.linear else Const(1, 1)     # FFT-only: no mode multiplexers
         s0 = Signal(acc)
         s1 = Signal(acc)
-        products = self._table_driven if self.product in self.INDEXED else \
-            {"four": self._four, "three": self._three}[self.product]
-        offsets = products(m, en, fft_in, b_fft, s0, s1)
+        if self.product in self.INDEXED:
+            offsets = self._table_driven(m, en, s0, s1)
+            sums = stage(m, "b1", en, s0=s0, s1=s1, sel=offsets[0] if offsets is not None else 0)
+            s0, s1 = sums.s0, sums.s1
+            if offsets is not None:
+                offsets = (sums.sel, offsets[1])
+        else:
+            offsets = None
+            {"four": self._four, "three": self._three}[self.product](m, en, fft_in, b_fft, s0, s1,
+                                                                     platform)
 
         # Stage 2b: the plan's sums registered with the beat's flags, so the sums' carry
         # chains (after the products) and stage 3's (after these) are never in series.
-        b2 = stage(m, "b2", en, s0=s0, s1=s1, valid=b_valid, shift=b_shift, last=b_last,
-                   x0=b_x0, fft=b_fft, sel=offsets[0] if offsets is not None else 0)
+        b2 = stage(m, "b2", en, s0=s0, s1=s1, valid=beat.valid, shift=beat.shift,
+                   last=beat.last, x0=beat.x0, fft=b_fft,
+                   sel=offsets[0] if offsets is not None else 0)
         s0, s1, b_valid, b_shift, b_last = b2.s0, b2.s1, b2.valid, b2.shift, b2.last
         b_x0 = b2.x0
-        if cfg.linear:
-            b_fft = b2.fft
+        b_fft = b2.fft if cfg.linear else b_fft
         if offsets is not None:
             offsets = (b2.sel, offsets[1])
 
@@ -328,51 +341,27 @@ class ButterflyPE(wiring.Component):
             ]
         return m
 
-    def _four(self, m, en, fft_in, b_fft, s0, s1):
+    def _four(self, m, en, fft_in, b_fft, s0, s1, platform):
         """Four multipliers with multiplexed operands, both modes (module docstring)."""
-        cfg = self.config
-        W, T = cfg.width, cfg.twiddle_bits
         c, x0, x1 = self.i.payload.coef, self.i.payload.x0, self.i.payload.x1
-        a_c = [Signal(signed(T), name=f"a_coef{k}") for k in range(4)]
-        a_x = [Signal(signed(W), name=f"a_data{k}") for k in range(4)]
-        with m.If(en):
-            m.d.sync += [
-                a_c[0].eq(c[0]),
-                a_x[0].eq(Mux(fft_in, x1.re, x0.re)),
-                a_c[1].eq(c[1]),
-                a_x[1].eq(Mux(fft_in, x1.im, x1.re)),
-                a_c[2].eq(Mux(fft_in, c[0], c[2])),
-                a_x[2].eq(Mux(fft_in, x1.im, x0.re)),
-                a_c[3].eq(Mux(fft_in, c[1], c[3])),
-                a_x[3].eq(x1.re),
-            ]
-        b_p = [Signal(signed(T + W), name=f"b_p{k}") for k in range(4)]
-        with m.If(en):
-            m.d.sync += [b_p[k].eq(a_c[k] * a_x[k]) for k in range(4)]
+        operands = [(c[0], Mux(fft_in, x1.re, x0.re)),
+                    (c[1], Mux(fft_in, x1.im, x1.re)),
+                    (Mux(fft_in, c[0], c[2]), Mux(fft_in, x1.im, x0.re)),
+                    (Mux(fft_in, c[1], c[3]), x1.re)]
+        p = [_product(m, f"m{k}", coef, x, en, platform) for k, (coef, x) in enumerate(operands)]
         m.d.comb += [
-            s0.eq(Mux(b_fft, b_p[0] - b_p[1], b_p[0] + b_p[1])),
-            s1.eq(b_p[2] + b_p[3]),
+            s0.eq(Mux(b_fft, p[0] - p[1], p[0] + p[1])),
+            s1.eq(p[2] + p[3]),
         ]
 
-    def _three(self, m, en, fft_in, b_fft, s0, s1):
+    def _three(self, m, en, fft_in, b_fft, s0, s1, platform):
         """Three multipliers, FFT only: ``k1 − k3``, ``k1 + k2`` (module docstring)."""
-        cfg = self.config
-        W, T = cfg.width, cfg.twiddle_bits
         c, x1 = self.i.payload.coef, self.i.payload.x1
-        a_c = [Signal(signed(T), name=f"a_coef{k}") for k in (0, 2, 3)]
-        a_x = [Signal(signed(W + 1), name=f"a_data{k}") for k in range(3)]
-        with m.If(en):
-            m.d.sync += [
-                a_c[0].eq(c[0]), a_x[0].eq(x1.re + x1.im),
-                a_c[1].eq(c[2]), a_x[1].eq(x1.re),
-                a_c[2].eq(c[3]), a_x[2].eq(x1.im),
-            ]
-        k = [Signal(signed(T + W + 1), name=f"b_k{n + 1}") for n in range(3)]
-        with m.If(en):
-            m.d.sync += [k[n].eq(a_c[n] * a_x[n]) for n in range(3)]
+        operands = [(c[0], x1.re + x1.im), (c[2], x1.re), (c[3], x1.im)]
+        k = [_product(m, f"m{n}", coef, x, en, platform) for n, (coef, x) in enumerate(operands)]
         m.d.comb += [s0.eq(k[0] - k[2]), s1.eq(k[0] + k[1])]
 
-    def _table_driven(self, m, en, fft_in, b_fft, s0, s1):
+    def _table_driven(self, m, en, s0, s1):
         """No multiplier: ``W·x1`` from the twiddle's index, by shifts and adds of
         ``p``, ``q`` (module docstring). Returns stage 3's offsets of the ``rot`` twiddles."""
         cfg = self.config
@@ -465,7 +454,7 @@ class ButterflyPE(wiring.Component):
             expr, sign = _signed_sum(terms)
             return expr if sign > 0 else -expr
 
-        # Stage 3 (with the shared code): s0 = u·p + v·q, s1 = u·q − v·p, and the ``rot``
+        # Stage 2a (with the shared code): s0 = u·p + v·q, s1 = u·q − v·p, and the ``rot``
         # twiddles' v, u (q was ~x1.re = −x1.re − 1) as offsets to the rounding constants.
         m.d.comb += [s0.eq(total([("up", 1), ("vq", 1)])), s1.eq(total([("uq", 1), ("vp", -1)]))]
         offsets = [(v, u) if rot else (0, 0) for rot, u, v in turns]
