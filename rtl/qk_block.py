@@ -352,8 +352,11 @@ class QKBlock(wiring.Component):
         # with 8.2 of routing). The slot may be written in this very cycle (the row is chosen
         # the cycle after its hand-over, while its ring_write flags are high): then the
         # query is ``held_q``, which the ring takes at this cycle's end. So ``next_q`` is what
-        # ring[want_slot] holds next cycle, when a ``go`` reads it.
-        want_slot = want_row[:slot_bits]
+        # ring[want_slot] holds next cycle, when a ``go`` reads it. Its multiplexers' select
+        # is ``want_slot``, a register equal to want_row's slot bits (its next value is
+        # computed from those of replay, commit and next_row, below): Mux(replay, commit,
+        # next_row) as a LUT reached the 389 selects, 9.7 ns of routing (66.8 MHz).
+        want_slot = Signal(slot_bits)
         next_q = Signal(query_layout(cfg))
         for c in range(copies):
             writing = Array(ring_write[s][c] for s in range(ROW_SLOTS))[want_slot]
@@ -569,6 +572,17 @@ class QKBlock(wiring.Component):
         m.d.sync += ahead.eq(Mux(squash, 1, ahead + (go & ~chosen.replay)) - committed)
         with m.If(squash):
             m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
+        # want_slot next cycle: the slot bits of the next values of replay, commit and
+        # next_row, as the statements here and above give them (a new head last, then a
+        # squash, then a go).
+        start_head = self.head.valid & self.head.ready
+        commit_slot = commit[:slot_bits]
+        next_replay = Mux(start_head, 0, Mux(squash, 1, Mux(go & chosen.replay, 0, replay)))
+        next_commit_slot = Mux(start_head, 0, commit_slot + committed)[:slot_bits]
+        next_row_slot = Mux(start_head, 0,
+                            Mux(squash, commit_slot + 1,
+                                Mux(go & ~chosen.replay, slot_chosen + 1, next_row[:slot_bits])))
+        m.d.sync += want_slot.eq(Mux(next_replay, next_commit_slot, next_row_slot[:slot_bits]))
 
         # ---- Heads ---------------------------------------------------------------------------
         m.d.comb += head_done.eq(active & q_done & ~held_q_valid & (commit == received) & ~go &
