@@ -75,17 +75,13 @@ def split(reg, like):
 def flag_copies(m, name, copies, *, set, clear):
     """``copies`` flip-flops that each hold one flag: set by ``set``, else cleared by ``clear``.
 
-    Each copy's next value reads its own output, so synthesis cannot merge the copies (as
-    it merges registers with one next-value net), and each copy can drive its own share of
-    a wide datapath's multiplexer selects.
+    Each copy's next value is chosen by its own output (``set | ~clear`` when high, ``set``
+    when low), so synthesis cannot merge the copies, and each can drive its own share of a
+    wide datapath's multiplexer selects. (Written as a set/clear/hold, the hold becomes a
+    clock enable and Yosys merges the copies: qk's eight ``copying`` flags were one
+    flip-flop of 1,061 loads.)
     """
-    flags = [Signal(name=f"{name}{n}") for n in range(copies)]
-    for flag in flags:
-        with m.If(set):
-            m.d.sync += flag.eq(1)
-        with m.Elif(clear):
-            m.d.sync += flag.eq(0)
-    return flags
+    return enable_copies(m, name, copies, if_enabled=set | ~clear, if_stalled=set, init=0)
 
 
 def enable_copies(m, name, copies, *, if_enabled, if_stalled, init=1):

@@ -49,7 +49,7 @@ from amaranth.utils import ceil_log2, exact_log2
 from ..config import ConfigError
 from ..configs.qk import QKConfig
 from .fetch import LSB, MSB, AXIReadSignature, Fetcher
-from .pipeline import enable_copies
+from .pipeline import enable_copies, flag_copies
 from .qk import QKDatapath, plane_row, query_layout
 
 __all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat", "output_beat",
@@ -73,16 +73,6 @@ SUMMARIZATION, GENERATION = 0, 1
 ROW_BITS = 16
 #: bits of the counters
 COUNTER_BITS = 32
-
-
-def _set_clear_copies(m, name, copies, *, set, clear):
-    """``copies`` flip-flops of a flag set by ``set``, else cleared by ``clear``, else held,
-    written with :func:`~attnforge.rtl.pipeline.enable_copies` (each copy's next value is
-    chosen by its own output: ``set | ~clear`` when high, ``set`` when low). Written as a
-    set/clear/hold (:func:`~attnforge.rtl.pipeline.flag_copies`), the hold becomes a clock
-    enable and Yosys merges the copies: the eight ``copying`` copies were one flip-flop
-    driving 1,061 loads, ``scanning``'s 1,025."""
-    return enable_copies(m, name, copies, if_enabled=set | ~clear, if_stalled=set, init=0)
 
 
 def _free_shift(m, bits, step, load, shifting):
@@ -411,7 +401,7 @@ class QKBlock(wiring.Component):
         with m.If(alive_words != words):
             m.d.sync += alive_words.eq(alive_words + 1)
         _free_shift(m, alive_bits, L, self.head.payload.alive,
-                    _set_clear_copies(m, "copying", FLAG_COPIES,
+                    flag_copies(m, "copying", FLAG_COPIES,
                                       set=self.head.valid & self.head.ready, clear=head_done))
 
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
@@ -470,7 +460,7 @@ class QKBlock(wiring.Component):
         with m.If(start_fetch):
             m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0)]
         scan_end = scanning & (scan + 1 == n_keys)
-        _free_shift(m, scan_alive, 1, alive, _set_clear_copies(m, "scanning", FLAG_COPIES,
+        _free_shift(m, scan_alive, 1, alive, flag_copies(m, "scanning", FLAG_COPIES,
                                                                set=start_fetch, clear=scan_end))
         found = scanning & scan_alive[0]
         # The pending index goes out once the next alive key is found (``last`` = 0) or the
