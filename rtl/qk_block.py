@@ -63,10 +63,6 @@ FLAG_COPIES = 8
 RING_WRITE_COPIES = 8
 #: copies of the flag that loads the head register (each enables a share of its bits)
 HEAD_LOAD_COPIES = 8
-#: copies of the flag that loads the query holding register (each enables a group of elements)
-HELD_Q_COPIES = 8
-#: copies of ``go`` that load the dispatched query (each enables a group of the elements)
-GO_COPIES = 8
 #: the ``mode`` field
 SUMMARIZATION, GENERATION = 0, 1
 #: bits of the ``row`` field (row numbers within a head wrap at 2**ROW_BITS)
@@ -255,6 +251,8 @@ class QKBlock(wiring.Component):
         held_q, held_q_valid = Signal(query_layout(cfg)), Signal()
         ring_used = Signal(range(ROW_SLOTS + 1))
         m.d.comb += self.q.ready.eq(active & ~q_done & ~held_q_valid)
+        with m.If(self.q.ready):            # loads whatever is offered: q.valid is off its enable
+            m.d.sync += held_q.eq(self.q.payload.q)
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += held_q_valid.eq(1)
             with m.If(self.q.payload.last):
@@ -268,25 +266,11 @@ class QKBlock(wiring.Component):
         # still holds the query then; the row cannot be dispatched before (the choice is
         # registered).
         to_ring = held_q_valid & (ring_used != ROW_SLOTS)
-        # ``held_q`` loads whatever is offered while it holds no query (q.valid is off its
-        # enable, and so are active and q_done: a query is only taken with q.ready, and
-        # ``held_q`` is only read while it holds one and in the ring write the cycle after),
-        # under HELD_Q_COPIES flip-flop copies of ~held_q_valid, each enabling a group of the
-        # elements: active & ~q_done & ~held_q_valid reached 384 enables through one LUT.
-        loads = enable_copies(m, "held_q_load", HELD_Q_COPIES,
-                              if_enabled=~(self.q.valid & self.q.ready), if_stalled=to_ring)
-        load_group = -(-cfg.head_dim // HELD_Q_COPIES)
-        for n, load in enumerate(loads):
-            with m.If(load):
-                m.d.sync += [held_q[j].eq(self.q.payload.q[j])
-                             for j in range(n * load_group, min((n + 1) * load_group, cfg.head_dim))]
         copies = min(RING_WRITE_COPIES, cfg.head_dim)
         group = cfg.head_dim // copies
-        ring_write = [[Signal(name=f"ring_write{s}_{c}") for c in range(copies)]
-                      for s in range(ROW_SLOTS)]
         for s in range(ROW_SLOTS):
             for c in range(copies):
-                write = ring_write[s][c]
+                write = Signal(name=f"ring_write{s}_{c}")
                 m.d.sync += write.eq(~write & to_ring & (received[:slot_bits] == s))
                 with m.If(write):
                     m.d.sync += [ring[s][j].eq(held_q[j]) for j in range(c * group, (c + 1) * group)]
@@ -336,32 +320,6 @@ class QKBlock(wiring.Component):
             go.eq(choose & ~squash),
             chosen.eq(Cat(want_row, want_plane, want_bank, ~there, replay, next_row == frontier, epoch)),
         ]
-        # The query of the row being chosen, selected from the ring into a register in the
-        # choosing cycle, so ``go`` loads it from a flip-flop (ring[slot_chosen] under ``go``
-        # ran from ``chosen`` through the slot multiplexer into the Q×K query register: 11.2 ns
-        # with 8.2 of routing). The slot may be written in this very cycle (the row is chosen
-        # the cycle after its hand-over, while its ring_write flags are high): then the
-        # query is ``held_q``, which the ring takes at this cycle's end. So ``next_q`` is what
-        # ring[want_slot] holds next cycle, when a ``go`` reads it. Its multiplexers' select
-        # is ``want_slot``, a register equal to want_row's slot bits (its next value is
-        # computed from those of replay, commit and next_row, below): Mux(replay, commit,
-        # next_row) as a LUT reached the 389 selects, 9.7 ns of routing (66.8 MHz).
-        want_slot = Signal(slot_bits)
-        next_q = Signal(query_layout(cfg))
-        for c in range(copies):
-            writing = Array(ring_write[s][c] for s in range(ROW_SLOTS))[want_slot]
-            for j in range(c * group, (c + 1) * group):
-                stored = Array(ring[s][j] for s in range(ROW_SLOTS))[want_slot]
-                m.d.sync += next_q[j].eq(Mux(writing, held_q[j], stored))
-        # ``go`` again in GO_COPIES flip-flops (go is never high two cycles running), each
-        # loading a group of the query's elements: one go reached 384 clock enables.
-        go_copies = enable_copies(m, "go", GO_COPIES, if_enabled=0, if_stalled=choose & ~squash,
-                                  init=0)
-        go_group = -(-cfg.head_dim // GO_COPIES)
-        for n, load in enumerate(go_copies):
-            with m.If(load):
-                m.d.sync += [q_payload[j].eq(next_q[j])
-                             for j in range(n * go_group, min((n + 1) * go_group, cfg.head_dim))]
         start_fetch = Signal()
         slot_chosen = chosen.row[:slot_bits]
         m.d.comb += [
@@ -371,7 +329,7 @@ class QKBlock(wiring.Component):
         ]
         with m.If(go):
             m.d.sync += [dispatching.eq(1), plane.eq(chosen.plane), bank.eq(chosen.bank), word.eq(0),
-                         q_valid.eq(1)]
+                         q_valid.eq(1), q_payload.eq(ring[slot_chosen])]
             with m.If(chosen.replay):
                 m.d.sync += replay.eq(0)
             with m.Else():
@@ -401,8 +359,8 @@ class QKBlock(wiring.Component):
         with m.If(alive_words != words):
             m.d.sync += alive_words.eq(alive_words + 1)
         _free_shift(m, alive_bits, L, self.head.payload.alive,
-                    flag_copies(m, "copying", FLAG_COPIES,
-                                      set=self.head.valid & self.head.ready, clear=head_done))
+                    flag_copies(m, "copying", FLAG_COPIES, set=self.head.valid & self.head.ready,
+                                clear=head_done))
 
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
         def buffer(bits, signed_):
@@ -461,7 +419,7 @@ class QKBlock(wiring.Component):
             m.d.sync += [scan.eq(0), scanning.eq(1), pending_valid.eq(0)]
         scan_end = scanning & (scan + 1 == n_keys)
         _free_shift(m, scan_alive, 1, alive, flag_copies(m, "scanning", FLAG_COPIES,
-                                                               set=start_fetch, clear=scan_end))
+                                                         set=start_fetch, clear=scan_end))
         found = scanning & scan_alive[0]
         # The pending index goes out once the next alive key is found (``last`` = 0) or the
         # scan has ended (``last`` = 1), into a FIFO with room for every key of a fetch (one
@@ -562,17 +520,6 @@ class QKBlock(wiring.Component):
         m.d.sync += ahead.eq(Mux(squash, 1, ahead + (go & ~chosen.replay)) - committed)
         with m.If(squash):
             m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
-        # want_slot next cycle: the slot bits of the next values of replay, commit and
-        # next_row, as the statements here and above give them (a new head last, then a
-        # squash, then a go).
-        start_head = self.head.valid & self.head.ready
-        commit_slot = commit[:slot_bits]
-        next_replay = Mux(start_head, 0, Mux(squash, 1, Mux(go & chosen.replay, 0, replay)))
-        next_commit_slot = Mux(start_head, 0, commit_slot + committed)[:slot_bits]
-        next_row_slot = Mux(start_head, 0,
-                            Mux(squash, commit_slot + 1,
-                                Mux(go & ~chosen.replay, slot_chosen + 1, next_row[:slot_bits])))
-        m.d.sync += want_slot.eq(Mux(next_replay, next_commit_slot, next_row_slot[:slot_bits]))
 
         # ---- Heads ---------------------------------------------------------------------------
         m.d.comb += head_done.eq(active & q_done & ~held_q_valid & (commit == received) & ~go &
