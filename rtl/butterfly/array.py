@@ -183,7 +183,11 @@ class _Exchange(wiring.Component):
 
     Lanes with bit ``p-1`` clear (upper) go to the switch, then through a ``delay``-beat line;
     lanes with it set (lower) go through a ``delay``-beat line, then the switch, then out.
-    The switch crosses while the input beat's ``index`` has its ``delay`` bit set. Latency
+    The switch crosses while the input beat's ``index`` has its ``delay`` bit set: two
+    registers (one per line's multiplexers) computed from ``i_index_next``, the index ``i``
+    shows after a cycle with ``en`` high; a run-time ``delay`` must come from a register
+    that changes only with the array empty (the first cycle after a change may switch
+    bubbles by the old length). Latency
     ``delay`` beats; a beat's flags (its index among them) ride the upper line. ``active``
     low: the beat passes combinationally, and the lines fill with bubbles (so no stale beat
     leaves them when the exchange comes back). ``en`` holds two copies of the pipeline
@@ -202,7 +206,7 @@ class _Exchange(wiring.Component):
         self._max = max_delay
         self._variable = variable
         ports = {"en": In(self.ENABLES), "active": In(2), "i": In(_beat(cfg)),
-                 "o": Out(_beat(cfg))}
+                 "i_index_next": In(_index_bits(cfg)), "o": Out(_beat(cfg))}
         if variable:
             ports["delay"] = In(range(max_delay + 1))
             ports["clear"] = In(1)
@@ -226,15 +230,19 @@ class _Exchange(wiring.Component):
             if self._variable:
                 m.d.comb += line.length.eq(delay)
 
-        cross = Signal()
-        m.d.comb += cross.eq((self.i.index & delay) != 0)
+        # The switch's state for the input beat, a register per line computed from the index
+        # the input will show next (so the length's decode and the index comparison stay off
+        # the 2·lanes·width multiplexers it steers); bit 0 for the lower lanes' outputs.
+        cross_next = (self.i_index_next & delay) != 0
+        cross = Cat(*(held_copies(m, f"cross{n}", 1, load=self.en[n], value=cross_next)[0]
+                      for n in range(2)))
 
         inp, out = self.i, self.o
         for k in range(half):
             up, low = inp.data[k], inp.data[k + half]
             m.d.comb += [
                 low_line.i[k].eq(low),
-                up_line.i.data[k].eq(Mux(cross, low_line.o[k], up)),
+                up_line.i.data[k].eq(Mux(cross[1], low_line.o[k], up)),
             ]
         m.d.comb += [
             up_line.i.flags.valid.eq(inp.valid & self.active[1]),
@@ -252,7 +260,7 @@ class _Exchange(wiring.Component):
             out_valid = valid_line.bit_select((delay - 1)[:len(self.delay)], 1)
         for k in range(half):
             m.d.comb += out.data[k + half].eq(Mux(self.active[0],
-                                                  Mux(cross, inp.data[k], low_line.o[k]),
+                                                  Mux(cross[0], inp.data[k], low_line.o[k]),
                                                   inp.data[k + half]))
         with m.If(self.active[1]):
             for k in range(half):
@@ -284,7 +292,8 @@ class _Column(wiring.Component):
     registers and memory ports, bit ``1 + n`` PE ``n``. ``active`` (the transforms in the
     columns use this one) and ``real`` come from registers of the array's, one per column,
     as each drives hundreds of multiplexers. ``o_valid_next`` is the valid bit ``o`` will
-    show after a cycle with ``en`` high (for the array's enable, a cycle ahead).
+    show after a cycle with ``en`` high (for the array's enable, a cycle ahead), and
+    ``o_index_next`` its index (for the next exchange's switch).
     """
 
     def __init__(self, cfg, schedule, index):
@@ -298,6 +307,7 @@ class _Column(wiring.Component):
             "i": In(_beat(cfg)),
             "o": Out(_beat(cfg)),
             "o_valid_next": Out(1),
+            "o_index_next": Out(_index_bits(cfg)),
         }
         if cfg.linear:
             ports.update({"real": In(1), "w_en": In(1), "w": In(weight_beat(cfg))})
@@ -437,7 +447,9 @@ class _Column(wiring.Component):
 
         out = self.o
         before_out = flags[-2].valid if len(flags) > 1 else op.valid & active
-        m.d.comb += self.o_valid_next.eq(Mux(active, before_out, self.i.valid))
+        before_index = flags[-2].index if len(flags) > 1 else op.index
+        m.d.comb += [self.o_valid_next.eq(Mux(active, before_out, self.i.valid)),
+                     self.o_index_next.eq(Mux(active, before_index, self.i.index))]
         with m.If(active):
             m.d.comb += [
                 *(out.data[lane].eq(pe_out[lane]) for lane in range(P)),
@@ -552,6 +564,7 @@ class ButterflyArray(wiring.Component):
         slot_log2n = Signal(range(lmax + 1), name="slot_log2n")   # … with this length
         slot_real = Signal(name="slot_real")                      # … and mode
         head = Signal(_beat(cfg), name="head")          # the input register
+        head_index_next = Signal.like(head.index)       # head.index after an enabled cycle
 
         def length_flag(name, flag_of, copies=1):
             """``copies`` registers holding ``flag_of(log2n)`` of the transforms in the columns
@@ -565,21 +578,29 @@ class ButterflyArray(wiring.Component):
             return Cat(*held_copies(m, name, copies, load=new_length, value=value,
                                     init=int(flag_of(p))))
 
-        beat = head
+        beat, index_next = head, head_index_next
         for c, col in enumerate(sched.columns):
             if col.delay:
                 variable = col.kind != "time"
                 xch = _Exchange(cfg, col.delay, variable=variable)
                 m.submodules[f"xch{c}"] = xch
-                m.d.comb += [xch.en.eq(enables(_Exchange.ENABLES)), xch.i.eq(beat)]
+                m.d.comb += [xch.en.eq(enables(_Exchange.ENABLES)), xch.i.eq(beat),
+                             xch.i_index_next.eq(index_next)]
                 if variable:
-                    # the time slot of the plan's exchange for the length (2**slot beats)
-                    m.d.comb += xch.clear.eq(new_length)
-                    with m.Switch(cur_log2n):
+                    # the time slot of the plan's exchange for the length (2**slot beats), a
+                    # register loaded with ``cur_log2n``
+                    def delay_of(log2n, c=c):
+                        slot = sched.plan(log2n)[c].exchange
+                        return 0 if slot is None else 1 << slot
+                    delay_next = Signal.like(xch.delay, name=f"xch{c}_delay_next")
+                    delay = Signal.like(xch.delay, name=f"xch{c}_delay", init=delay_of(p))
+                    with m.Switch(slot_log2n):
                         for log2n in sched.log2n_range:
-                            slot = sched.plan(log2n)[c].exchange
                             with m.Case(log2n):
-                                m.d.comb += xch.delay.eq(0 if slot is None else 1 << slot)
+                                m.d.comb += delay_next.eq(delay_of(log2n))
+                    with m.If(new_length):
+                        m.d.sync += delay.eq(delay_next)
+                    m.d.comb += [xch.clear.eq(new_length), xch.delay.eq(delay)]
                     m.d.comb += xch.active.eq(length_flag(
                         f"xch{c}_active", lambda n, c=c: sched.plan(n)[c].exchange is not None, 2))
                 else:
@@ -590,6 +611,7 @@ class ButterflyArray(wiring.Component):
             m.submodules[f"col{c}"] = column
             m.d.comb += [column.en.eq(enables(_Column.enables(cfg))), column.log2n.eq(cur_log2n),
                          column.i.eq(beat)]
+            index_next = column.o_index_next
             if not _Column.always_active(sched, c):
                 m.d.comb += column.active.eq(length_flag(
                     f"col{c}_active", lambda n, c=c: sched.plan(n)[c].active))
@@ -778,6 +800,7 @@ class ButterflyArray(wiring.Component):
         ends = Signal()
         slot_end = first_end(slot_log2n, "slot_end")
         m.d.comb += ends.eq(Mux(boundary, slot_log2n == p, in_beat == frame_end))
+        m.d.comb += head_index_next.eq(Mux(accept & boundary, 0, head.index + 1))
         with m.If(en_head):
             m.d.sync += head.data.eq(slot_data)
         with m.If(en):
@@ -785,7 +808,7 @@ class ButterflyArray(wiring.Component):
                 head.valid.eq(accept),
                 head.first.eq(accept & boundary),
                 head.last.eq(accept & ends),
-                head.index.eq(Mux(accept & boundary, 0, head.index + 1)),
+                head.index.eq(head_index_next),
             ]
         with m.If(accept):
             with m.If(boundary):
