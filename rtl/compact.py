@@ -224,6 +224,8 @@ class Packer(wiring.Component):
 
     #: independent copies of the tail counter (each steers a group of ring positions)
     TAIL_COPIES = 4
+    #: independent copies of the head counter (each selects a group of the word's elements)
+    HEAD_COPIES = 4
 
     def __init__(self, elem_shape, width_in, width_out, *, depth=None, always_ready=False,
                  output_register=False):
@@ -285,11 +287,17 @@ class Packer(wiring.Component):
         # The word at the head. Every word but a vector's last takes exactly wout entries,
         # and the last one empties the ring, which then restarts at 0: so head is a multiple
         # of wout and the word is one of size/wout aligned windows, not a full rotation.
-        windows = [Cat(ring[w * wout + n] for n in range(wout)) for w in range(size // wout)]
+        # The head is kept in HEAD_COPIES counters that step alike (as the tail's), each
+        # choosing the window of its own group of the word's elements.
         word_bits = exact_log2(wout)
-        at_head = rotate(m, windows, head[word_bits:], left=True, name="head") if len(windows) > 1 \
-            else windows
-        m.d.comb += word.data.eq(at_head[0])
+        head_copies = min(self.HEAD_COPIES, wout)
+        heads = [head] + [Signal(range(size), name=f"head_copy{c}") for c in range(1, head_copies)]
+        for c, copy in enumerate(heads):
+            elems = [n for n in range(wout) if n * head_copies // wout == c]
+            windows = [Cat(ring[w * wout + n] for n in elems) for w in range(size // wout)]
+            at_head = rotate(m, windows, copy[word_bits:], left=True, name=f"head{c}") \
+                if len(windows) > 1 else windows
+            m.d.comb += Cat(word.data[n] for n in elems).eq(at_head[0])
         taken = Mux(word_valid & word_ready, word.count, 0)
         entering = self.i.valid & self.i.ready
         given = Mux(entering, self.i.payload.count, 0)
@@ -348,12 +356,12 @@ class Packer(wiring.Component):
                 m.d.sync += ring[s].eq(placed[s])
         m.d.sync += [
             fill.eq(fill - taken + placed_count),
-            head.eq(head + taken),
+            *(h.eq(h + taken) for h in heads),
         ]
         with m.If(placed_last):
             m.d.sync += ending.eq(1)
         with m.If(out_last):
             # The ring is empty and nothing enters now (i.ready needs ~ending, or the
             # always_ready promise of idle cycles): the next vector starts at entry 0.
-            m.d.sync += [ending.eq(0), head.eq(0), *(t.eq(0) for t in tails)]
+            m.d.sync += [ending.eq(0), *(h.eq(0) for h in heads), *(t.eq(0) for t in tails)]
         return m
