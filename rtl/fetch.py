@@ -9,7 +9,8 @@ plane per request, ``last`` on the final index): pruned keys are never fetched.
 1. **Runs**: consecutive indices are merged into one run (up to ``max_burst`` beats).
 2. **Bursts**: each run becomes INCR bursts of at most ``max_burst`` beats that never cross
    a 4 KB boundary (AXI4's rule; rows of e.g. 24 bytes straddle them). Up to
-   ``outstanding`` bursts may be in flight; R data comes back in order (one ID).
+   ``outstanding`` bursts may be in flight; R data comes back in order (one ID). A burst's
+   length is registered a cycle before its AR, so ARs are at most one every two cycles.
 3. **Rows**: R beats are gathered, ``R`` per key, into one row per output beat, tagged with
    the key's index (kept in a FIFO from intake) and the plane; ``last`` on the request's
    final row.
@@ -159,7 +160,6 @@ class Fetcher(wiring.Component):
 
         # ---- 1. Runs of consecutive indices ----------------------------------------------
         run_valid = Signal()
-        run_start = Signal(index_bits)
         run_count = Signal(range(keys_max + 1))
         run_plane = Signal()
         # The run's first row's byte offset in its plane and the run's beats, kept as the run
@@ -169,9 +169,13 @@ class Fetcher(wiring.Component):
         run_closed = Signal()                 # the run's last index has come: emit it
         run_last = Signal()                   # ... and it ends the request
         run_take = Signal()                   # the burst stage takes the run this cycle
+        # The index that would extend the run and ``run_count == keys_max``, registers so no
+        # carry chain sits between the run and ``i.ready``.
+        run_next = Signal(index_bits + 1)
+        run_full = Signal()
         inp = self.i.payload
         extends = (run_valid & ~run_closed & (inp.plane == run_plane) &
-                   (inp.index == run_start + run_count) & (run_count < keys_max))
+                   (inp.index == run_next) & ~run_full)
         can_take = (~run_valid | extends | run_take) & tags.w_rdy
         m.d.comb += [
             self.i.ready.eq(can_take),
@@ -183,19 +187,20 @@ class Fetcher(wiring.Component):
             m.d.sync += run_valid.eq(0)
         with m.If(accept):
             with m.If(extends):
-                m.d.sync += [run_count.eq(run_count + 1),
+                m.d.sync += [run_count.eq(run_count + 1), run_next.eq(run_next + 1),
+                             run_full.eq(run_count + 1 == keys_max),
                              run_beats.eq(run_beats + Mux(run_plane, row_beats[LSB],
                                                           row_beats[MSB]))]
             with m.Else():
-                m.d.sync += [run_valid.eq(1), run_start.eq(inp.index), run_count.eq(1),
+                m.d.sync += [run_valid.eq(1), run_count.eq(1), run_next.eq(inp.index + 1),
+                             run_full.eq(keys_max == 1),
                              run_plane.eq(inp.plane),
                              run_offset.eq(Mux(inp.plane, _times(inp.index, row_bytes[LSB]),
                                                _times(inp.index, row_bytes[MSB]))),
                              run_beats.eq(Mux(inp.plane, row_beats[LSB], row_beats[MSB]))]
             m.d.sync += [run_closed.eq(inp.last), run_last.eq(inp.last)]
         # A run is closed once its last index is in, or the next index does not extend it.
-        ready_to_issue = run_valid & (run_closed | (self.i.valid & ~extends) |
-                                      (run_count == keys_max))
+        ready_to_issue = run_valid & (run_closed | (self.i.valid & ~extends) | run_full)
 
         # ---- 2. Bursts -----------------------------------------------------------------
         # Per burst in flight: does it end the request? (Buffered, so its ``r_rdy`` in
@@ -206,19 +211,26 @@ class Fetcher(wiring.Component):
         left = Signal(range(self.max_burst + 1))       # beats of the run still to request
         final = Signal()                               # the run ends the request
         plane = Signal()
+        # A burst's length (and whether it ends the run) is computed into registers in the
+        # cycle after ``addr`` and ``left`` change (``sized`` low), so the 4 KB arithmetic
+        # and the address increment are never one path: at most one AR every two cycles,
+        # and a burst is at least a key's row of beats.
+        sized = Signal()
+        length = Signal(range(self.max_burst + 1))
+        ends_run = Signal()
         m.d.comb += run_take.eq(ready_to_issue & ~busy)
         run_addr = Mux(run_plane, self.lsb_base, self.msb_base) + run_offset
         with m.If(run_take):
-            m.d.sync += [busy.eq(1), addr.eq(run_addr), left.eq(run_beats),
+            m.d.sync += [busy.eq(1), sized.eq(0), addr.eq(run_addr), left.eq(run_beats),
                          final.eq(run_last), plane.eq(run_plane)]
         # Beats up to the next 4 KB boundary (addresses are beat aligned).
         to_4k = Signal(range((4096 >> beat_shift) + 1))
         m.d.comb += to_4k.eq((4096 >> beat_shift) - addr[beat_shift:12])
-        length = Signal(range(self.max_burst + 1))
-        m.d.comb += length.eq(Mux(to_4k < left, to_4k, left))
-        ends_run = length == left
+        with m.If(busy & ~sized):
+            m.d.sync += [sized.eq(1), length.eq(Mux(to_4k < left, to_4k, left)),
+                         ends_run.eq(left <= to_4k)]
         m.d.comb += [
-            axi.arvalid.eq(busy & bursts.w_rdy),
+            axi.arvalid.eq(busy & sized & bursts.w_rdy),
             axi.araddr.eq(addr),
             axi.arlen.eq(length - 1),
             axi.arsize.eq(beat_shift),
@@ -227,7 +239,8 @@ class Fetcher(wiring.Component):
             bursts.w_en.eq(axi.arvalid & axi.arready),
         ]
         with m.If(axi.arvalid & axi.arready):
-            m.d.sync += [addr.eq(addr + (length << beat_shift)), left.eq(left - length)]
+            m.d.sync += [addr.eq(addr + (length << beat_shift)), left.eq(left - length),
+                         sized.eq(0)]
             with m.If(ends_run):
                 m.d.sync += busy.eq(0)
 

@@ -418,14 +418,19 @@ class Softmax(wiring.Component):
         nbeat = Signal(beat_bits)
         n_last = Signal(beat_bits)
         # As in the sum pass, the row's constants are read from its slot while it is read.
+        # The terms' read address has counters of its own that step with ``nbeat`` and ``ns``
+        # (so the block RAMs' address nets and the constants' multiplexers are not one net).
+        rd_slot = Signal.like(ns, name="rd_slot")
+        rd_beat = Signal.like(nbeat, name="rd_beat")
         with m.If(~nbusy & (term_state[ns] == FULL)):
-            m.d.sync += [nbusy.eq(1), nbeat.eq(0), n_last.eq(term_last[ns])]
+            m.d.sync += [nbusy.eq(1), nbeat.eq(0), rd_beat.eq(0), n_last.eq(term_last[ns])]
         issue = nbusy & en
-        m.d.comb += [t_rd.addr.eq(Cat(nbeat, ns)), t_rd.en.eq(en)]
+        m.d.comb += [t_rd.addr.eq(Cat(rd_beat, rd_slot)), t_rd.en.eq(en)]
         with m.If(issue):
-            m.d.sync += nbeat.eq(nbeat + 1)
+            m.d.sync += [nbeat.eq(nbeat + 1), rd_beat.eq(rd_beat + 1)]
             with m.If(nbeat == n_last):
-                m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns, TERM_SLOTS))]
+                m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns, TERM_SLOTS)),
+                             rd_slot.eq(_next_slot(rd_slot, TERM_SLOTS))]
         n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=term_r[ns],
                    sh=term_sh[ns], half=term_half[ns], mp=term_mp[ns], ref=term_ref[ns])
         # A fabric register after the block RAM.
