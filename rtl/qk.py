@@ -18,7 +18,7 @@ No ready path runs through the lanes: their ``i.ready`` comes from registers (a 
 count in front of their output FIFO), so the wide datapath registers need no clock enable.
 """
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -173,16 +173,22 @@ class QKLanes(wiring.Component):
         held = Signal(range(self.fifo_depth + 1))
         cur, nxt = Signal(query_layout(cfg)), Signal(query_layout(cfg))
         cur_valid, nxt_valid = Signal(), Signal()
+        # ``i.ready`` is ``cur_valid & (held < fifo_depth)``, kept in a flip-flop of its own
+        # (computed from both registers' next values), so the consumer's logic starts there.
+        ready = Signal()
         m.d.comb += [
-            self.i.ready.eq(cur_valid & (held < self.fifo_depth)),
+            self.i.ready.eq(ready),
             self.q.ready.eq(~nxt_valid),
         ]
         accept = self.i.valid & self.i.ready
         leave = self.o.valid & self.o.ready
-        m.d.sync += held.eq(held + accept - leave)
+        held_next = held + accept - leave
+        m.d.sync += held.eq(held_next)
 
         # The query registers: the current row's and the next one's.
-        with m.If(~cur_valid | (accept & self.i.payload.last)):
+        swap = ~cur_valid | (accept & self.i.payload.last)
+        m.d.sync += ready.eq(Mux(swap, nxt_valid, cur_valid) & (held_next < self.fifo_depth))
+        with m.If(swap):
             m.d.sync += [cur.eq(nxt), cur_valid.eq(nxt_valid), nxt_valid.eq(0)]
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += [nxt.eq(self.q.payload), nxt_valid.eq(1)]
