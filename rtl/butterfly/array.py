@@ -283,10 +283,11 @@ class _Column(wiring.Component):
 
     An input register then the PEs: latency ``COLUMN_LATENCY = 2 + PE_LATENCY`` beats: the
     input register (beside it, the twiddle address decoded from the incoming beat's index),
-    then the operand register beside the twiddle ROM's read register (addressed by a
-    register, the twiddle address, so the LUT ROMs start from flip-flops) and the weight
-    words (block RAM read at the incoming beat's index beside the input register, then a
-    fabric register). Inactive (``N`` too short to use it): the input register only.
+    then the operand register beside the twiddle ROM's and weight memories' read registers,
+    addressed by registers (the twiddle address; the input register's beat index), so no
+    address logic follows the bypass multiplexers of the columns and exchanges before and
+    the LUT ROMs start from flip-flops. Inactive (``N`` too short to use it): the input
+    register only.
     ``en`` holds ``1 + lanes/2`` copies of the pipeline enable: bit 0 moves the column's
     registers and memory ports, bit ``1 + n`` PE ``n``. ``active`` (the transforms in the
     columns use this one) and ``real`` come from registers of the array's, one per column,
@@ -336,6 +337,7 @@ class _Column(wiring.Component):
         op = Signal(_beat(cfg), name="op_reg")
         with m.If(en):
             m.d.sync += [reg.eq(self.i), op.eq(reg)]
+        beat = reg.index            # the twiddle and weight addresses of the beat in ``op``
 
         # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register;
         # a word holds the PEs' twiddle coefficients (FFT-only three-multiplier PEs: fft_coefs).
@@ -387,8 +389,8 @@ class _Column(wiring.Component):
                 twiddles.append(tuple(port.data[k * tb:(k + 1) * tb].as_signed()
                                       for k in range(width)))
 
-        # Real mode: each PE's weights at the address of the beat number; the column's shift
-        # register, set by every write to the column.
+        # Real mode: each PE's weights at the address of the beat number, read beside the
+        # input register; the column's shift register, set by every write to the column.
         weights = []
         if cfg.linear:
             depth = max(cfg.n_max // sched.lanes, 2)
@@ -403,15 +405,9 @@ class _Column(wiring.Component):
                     wp.addr.eq(self.w.addr),
                     wp.data.eq(Cat(*(self.w.coef[k] for k in range(4)))),
                     wp.en.eq(self.w_en & (self.w.pe == n)),
-                    rp.addr.eq(self.i.index), rp.en.eq(en),
+                    rp.addr.eq(beat), rp.en.eq(en),
                 ]
-                # Read a cycle early (at the incoming beat's index) and registered beside the
-                # operand register: the block RAM's 5.8 ns clock-to-out and the real/FFT
-                # multiplexer were one path into the multipliers' input registers.
-                word = Signal.like(rp.data, name=f"weights{n}_reg")
-                with m.If(en):
-                    m.d.sync += word.eq(rp.data)
-                weights.append([word[k * tb:(k + 1) * tb].as_signed() for k in range(4)])
+                weights.append([rp.data[k * tb:(k + 1) * tb].as_signed() for k in range(4)])
 
         active = self.active if not self.always_active(sched, self._index) else Const(1, 1)
         # Input register, PEs, and the flags beside them.
