@@ -26,7 +26,7 @@ from amaranth.utils import ceil_log2
 
 from ..configs.qk import QKConfig
 from .dsp import multiply, multiply_latency
-from .pipeline import stage, tree
+from .pipeline import enable_copies, stage, tree
 from .softmax import Softmax
 from .softmax import input_beat as score_beat
 from .softmax import output_beat as prob_beat
@@ -38,6 +38,10 @@ __all__ = ["plane_row", "query_layout", "plane_beat", "key_beat", "score_beat", 
 def plane_row(cfg, bits, signed_):
     """One key's row of a plane: ``D`` elements of ``bits``, packed as in memory."""
     return data.ArrayLayout(signed(bits) if signed_ else unsigned(bits), cfg.head_dim)
+
+
+#: Copies of the query registers' load enable (``D`` / this elements each).
+QUERY_COPIES = 8
 
 
 def query_layout(cfg):
@@ -189,7 +193,16 @@ class QKLanes(wiring.Component):
         swap = ~cur_valid | (accept & self.i.payload.last)
         m.d.sync += ready.eq(Mux(swap, nxt_valid, cur_valid) & (held_next < self.fifo_depth))
         with m.If(swap):
-            m.d.sync += [cur.eq(nxt), cur_valid.eq(nxt_valid), nxt_valid.eq(0)]
+            m.d.sync += [cur_valid.eq(nxt_valid), nxt_valid.eq(0)]
+        # ``cur`` loads under QUERY_COPIES copies of ``swap``, each from a copy of ``cur_valid``
+        # of its own, each enabling a group of the elements (one ``swap`` drove 384 enables).
+        last_accept = accept & self.i.payload.last
+        copies = min(QUERY_COPIES, D)
+        valid_copies = enable_copies(m, "cur_valid_copy", copies, init=0,
+                                     if_enabled=Mux(last_accept, nxt_valid, 1), if_stalled=nxt_valid)
+        for c, valid_copy in enumerate(valid_copies):
+            with m.If(~valid_copy | last_accept):
+                m.d.sync += [cur[j].eq(nxt[j]) for j in range(c * D // copies, (c + 1) * D // copies)]
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += [nxt.eq(self.q.payload), nxt_valid.eq(1)]
 

@@ -251,8 +251,18 @@ class QKBlock(wiring.Component):
         held_q, held_q_valid = Signal(query_layout(cfg)), Signal()
         ring_used = Signal(range(ROW_SLOTS + 1))
         m.d.comb += self.q.ready.eq(active & ~q_done & ~held_q_valid)
-        with m.If(self.q.ready):            # loads whatever is offered: q.valid is off its enable
-            m.d.sync += held_q.eq(self.q.payload.q)
+        # ``held_q`` loads whatever is offered while it is empty (``q.valid`` is off its
+        # enable), under RING_WRITE_COPIES copies of ``held_q_valid``, each enabling a group of
+        # the elements (one ``q.ready`` drove 384 enables). A copy's next value reads its own
+        # output, so synthesis keeps them apart.
+        to_ring = held_q_valid & (ring_used != ROW_SLOTS)
+        copies = min(RING_WRITE_COPIES, cfg.head_dim)
+        group = cfg.head_dim // copies
+        for c, full in enumerate(enable_copies(m, "held_q_valid_copy", copies, init=0,
+                                               if_enabled=~to_ring,
+                                               if_stalled=self.q.valid & self.q.ready)):
+            with m.If(~full):
+                m.d.sync += [held_q[j].eq(self.q.payload.q[j]) for j in range(c * group, (c + 1) * group)]
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += held_q_valid.eq(1)
             with m.If(self.q.payload.last):
@@ -265,9 +275,6 @@ class QKBlock(wiring.Component):
         # may read its own output, which keeps synthesis from merging the copies. ``held_q``
         # still holds the query then; the row cannot be dispatched before (the choice is
         # registered).
-        to_ring = held_q_valid & (ring_used != ROW_SLOTS)
-        copies = min(RING_WRITE_COPIES, cfg.head_dim)
-        group = cfg.head_dim // copies
         for s in range(ROW_SLOTS):
             for c in range(copies):
                 write = Signal(name=f"ring_write{s}_{c}")

@@ -417,22 +417,35 @@ class Softmax(wiring.Component):
         nbusy = Signal()
         nbeat = Signal(beat_bits)
         n_last = Signal(beat_bits)
-        # As in the sum pass, the row's constants are read from its slot while it is read.
-        # The terms' read address has counters of its own that step with ``nbeat`` and ``ns``
-        # (so the block RAMs' address nets and the constants' multiplexers are not one net).
+        # The row's constants are copied from its slot into registers as the row starts (the
+        # cycle before its first beat issues), so no slot multiplexer sits in front of the
+        # pipeline's registers. The terms' read address and the constants' slot have counters
+        # of their own that step with ``nbeat`` and ``ns`` (so the block RAMs' address nets,
+        # the constants' multiplexers and the slot states' are not one net).
         rd_slot = Signal.like(ns, name="rd_slot")
         rd_beat = Signal.like(nbeat, name="rd_beat")
-        with m.If(~nbusy & (term_state[ns] == FULL)):
+        row_slot = Signal.like(ns, name="row_slot")
+        row = SimpleNamespace(r=Signal.like(term_r[0], name="row_r"),
+                              sh=Signal.like(term_sh[0], name="row_sh"),
+                              half=Signal.like(term_half[0], name="row_half"),
+                              mp=Signal.like(term_mp[0], name="row_mp"),
+                              ref=Signal(name="row_ref"))
+        start = ~nbusy & (term_state[ns] == FULL)
+        with m.If(start):
             m.d.sync += [nbusy.eq(1), nbeat.eq(0), rd_beat.eq(0), n_last.eq(term_last[ns])]
+        with m.If(~nbusy):
+            m.d.sync += [row.r.eq(term_r[row_slot]), row.sh.eq(term_sh[row_slot]),
+                         row.half.eq(term_half[row_slot]), row.mp.eq(term_mp[row_slot]),
+                         row.ref.eq(term_ref[row_slot])]
         issue = nbusy & en
         m.d.comb += [t_rd.addr.eq(Cat(rd_beat, rd_slot)), t_rd.en.eq(en)]
         with m.If(issue):
             m.d.sync += [nbeat.eq(nbeat + 1), rd_beat.eq(rd_beat + 1)]
             with m.If(nbeat == n_last):
                 m.d.sync += [nbusy.eq(0), term_state[ns].eq(FREE), ns.eq(_next_slot(ns, TERM_SLOTS)),
-                             rd_slot.eq(_next_slot(rd_slot, TERM_SLOTS))]
-        n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, r=term_r[ns],
-                   sh=term_sh[ns], half=term_half[ns], mp=term_mp[ns], ref=term_ref[ns])
+                             rd_slot.eq(_next_slot(rd_slot, TERM_SLOTS)),
+                             row_slot.eq(_next_slot(row_slot, TERM_SLOTS))]
+        n0 = stage(m, "n0", en=en, valid=issue, last=nbeat == n_last, **vars(row))
         # A fabric register after the block RAM.
         n0 = stage(m, "n0b", en=en, **vars(n0), alive=Cat(t_rd.data[n].alive for n in lanes),
                    t=[t_rd.data[n].term[G:] for n in lanes])
