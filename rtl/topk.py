@@ -27,10 +27,14 @@ from amaranth.utils import exact_log2
 from ..configs.topk import TopKConfig
 from .stream import vector_beat
 from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
+from .pipeline import enable_copies
 
 __all__ = ["TopK", "input_beat", "output_beat"]
 
 FREE, RECEIVED, SELECTED = 0, 1, 2
+
+#: Copies of the flag that loads the select pass's histogram counters (a share each).
+HIST_COPIES = 4
 
 
 def input_beat(cfg):
@@ -208,21 +212,23 @@ class TopK(wiring.Component):
         read_valid = Signal()          # the source's data port holds a word this cycle
         read_word = Signal(range(cfg.words))
         read_last = Signal()
+        read_first = Signal()
         m.d.sync += [read_valid.eq(0), read_last.eq(0)]
 
-        # The one-hot pick: bucket b when hits[b-1] and not hits[b] (hits is a thermometer).
+        # COMPARE registers, for every bucket b at once, the ">= k_left" thermometer, the
+        # one-hot pick (b when ">= b" holds and ">= b+1" does not), the bucket's population
+        # and the rank left if b is picked; PICK then only multiplexes (the subtractions
+        # after the pick's multiplexer were a critical path).
         counts = [in_bucket, *hist, Const(0, cfg.count_bits)]
-        thermometer = [Const(1, 1), *hits, Const(0, 1)]
-        picked = [thermometer[b] & ~thermometer[b + 1] for b in range(B)]
+        compares = [Const(1, 1), *(h >= k_left for h in hist), Const(0, 1)]
+        picked = Signal(B)
+        populations = [Signal(count, name=f"population{b}") for b in range(B)]
+        ranks_left = [Signal(count, name=f"rank_left{b}") for b in range(B)]
         bucket = Signal(cfg.radix_bits)
-        above = Signal(count)
-        population = Signal(count)
-        m.d.comb += [
-            bucket.eq(popcount(hits)),
-            above.eq(_one_hot_mux(picked, counts[1:])),
-            population.eq(_one_hot_mux(picked, counts[:-1]) - above),
-        ]
+        m.d.comb += bucket.eq(popcount(hits))
+        rank_left = _one_hot_mux(picked, ranks_left)
 
+        select_done = Signal()         # PICK fixes the last digit: the slot is SELECTED
         with m.FSM(name="select"):
             with m.State("IDLE"):
                 # Loads every cycle, so only the state change waits for the slot (its
@@ -236,7 +242,6 @@ class TopK(wiring.Component):
                     digit_before.eq(0),
                     threshold.eq(0),
                 ]
-                m.d.sync += [h.eq(slot_hist[sel_slot][b]) for b, h in enumerate(hist)]
                 with m.If(state[sel_slot] == RECEIVED):
                     m.next = "COMPARE"
             with m.State("SCAN"):
@@ -245,6 +250,7 @@ class TopK(wiring.Component):
                     read_valid.eq(1),
                     read_word.eq(scan_word),
                     read_last.eq(scan_word == scan_words - 1),
+                    read_first.eq(scan_word == 0),
                 ]
                 with m.If(scan_word == scan_words - 1):
                     m.d.sync += wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.PASS_DRAIN))
@@ -254,7 +260,12 @@ class TopK(wiring.Component):
                 with m.If(wait == 1):
                     m.next = "COMPARE"
             with m.State("COMPARE"):
-                m.d.sync += hits.eq(Cat(h >= k_left for h in hist))
+                m.d.sync += [
+                    hits.eq(Cat(compares[1:-1])),
+                    picked.eq(Cat(compares[b] & ~compares[b + 1] for b in range(B))),
+                    *(population.eq(counts[b] - counts[b + 1]) for b, population in enumerate(populations)),
+                    *(rank.eq(k_left - counts[b + 1]) for b, rank in enumerate(ranks_left)),
+                ]
                 m.next = "PICK"
             with m.State("PICK"):
                 for j in range(1, cfg.levels + 1):
@@ -262,8 +273,8 @@ class TopK(wiring.Component):
                         m.d.sync += threshold.eq(threshold | (bucket << ((cfg.levels - j) * cfg.radix_bits)))
                 m.d.sync += [
                     matched.eq(bucket),
-                    k_left.eq(k_left - above),
-                    in_bucket.eq(population),
+                    k_left.eq(rank_left),
+                    in_bucket.eq(_one_hot_mux(picked, populations)),
                     source_count.eq(in_bucket),
                     level.eq(level + 1),
                     digit_now.eq(digit_now << 1),
@@ -271,11 +282,11 @@ class TopK(wiring.Component):
                     scan_word.eq(0),
                     scan_words.eq((in_bucket + C - 1) >> exact_log2(C)),
                 ]
-                m.d.sync += [h.eq(0) for h in hist]
                 with m.If(level == cfg.levels):
+                    m.d.comb += select_done.eq(1)
                     m.d.sync += [
                         slot_threshold[sel_slot].eq(threshold | bucket),
-                        slot_ties[sel_slot].eq(k_left - above),
+                        slot_ties[sel_slot].eq(rank_left),
                         state[sel_slot].eq(SELECTED),
                         sel_slot.eq(next_slot(sel_slot)),
                     ]
@@ -290,6 +301,7 @@ class TopK(wiring.Component):
         # a DP16KD's 5.8 ns clock-to-out was the engine's worst path) and chosen after.
         fetched_valid = Signal()
         fetched_last = Signal()
+        fetched_first = Signal()
         fetched_present = Signal(range(C + 1))      # leading lanes that hold candidates
         from_buffer = Signal()                      # the pass reads the vector's slot (level 2)
         buffer_word = Signal(word_shape)
@@ -298,6 +310,7 @@ class TopK(wiring.Component):
         m.d.sync += [
             fetched_valid.eq(read_valid),
             fetched_last.eq(read_last),
+            fetched_first.eq(read_first),
             from_buffer.eq(level == 2),
             buffer_word.eq(select_port.data),
             fifo_word_read.eq(fifo_read.data),
@@ -310,12 +323,14 @@ class TopK(wiring.Component):
         keys = wires(m, [_key(cfg, fetched[lane]) for lane in range(C)], "key")
         digits_valid = Signal()
         digits_last = Signal()
+        digits_first = Signal()
         digits_values = Signal(word_shape)
         digits_present = Signal(C)
         previous_digits = [Signal(cfg.radix_bits, name=f"previous_digit{lane}") for lane in range(C)]
         current_digits = [Signal(cfg.radix_bits, name=f"digit{lane}") for lane in range(C)]
         m.d.sync += [
             digits_valid.eq(fetched_valid), digits_last.eq(fetched_last), digits_values.eq(fetched),
+            digits_first.eq(fetched_first),
             digits_present.eq(Cat(lane < fetched_present for lane in range(C))),
         ]
         for lane, key in enumerate(keys):
@@ -325,19 +340,29 @@ class TopK(wiring.Component):
             ]
         masks_valid = Signal()
         masks_last = Signal()
+        masks_first = Signal()
         masks_values = Signal(word_shape)
         candidate = Signal(C)
         at_least = [Signal(C, name=f"mask_ge{b}") for b in range(1, B)]
-        m.d.sync += [masks_valid.eq(digits_valid), masks_last.eq(digits_last), masks_values.eq(digits_values)]
+        m.d.sync += [masks_valid.eq(digits_valid), masks_last.eq(digits_last), masks_values.eq(digits_values),
+                     masks_first.eq(digits_first)]
         for lane in range(C):
             is_candidate = wires(m, [digits_present[lane] & (previous_digits[lane] == matched)],
                                  f"candidate{lane}_")[0]
             m.d.sync += candidate[lane].eq(is_candidate)
             for b in range(1, B):
                 m.d.sync += at_least[b - 1][lane].eq(is_candidate & (current_digits[lane] >= b))
-        with m.If(masks_valid):
-            for b in range(1, B):
-                m.d.sync += hist[b - 1].eq(hist[b - 1] + popcount(at_least[b - 1]))
+        # The counters: loaded with the slot's top-digit histogram while the FSM is IDLE (under
+        # HIST_COPIES flags of their own, each enabling a share of the counters: the FSM's
+        # state drove all of them), restarted by each pass's first word.
+        loading = enable_copies(m, "hist_loading", min(HIST_COPIES, B - 1),
+                                if_enabled=state[sel_slot] != RECEIVED, if_stalled=select_done)
+        for b in range(1, B):
+            counter = hist[b - 1]
+            with m.If(loading[(b - 1) * len(loading) // (B - 1)]):
+                m.d.sync += counter.eq(slot_hist[sel_slot][b - 1])
+            with m.If(masks_valid):
+                m.d.sync += counter.eq(Mux(masks_first, 0, counter) + popcount(at_least[b - 1]))
 
         m.submodules.fifo_eliminator = fifo_eliminator = ZeroEliminator(signed(W), C)
         m.submodules.fifo_packer = fifo_packer = Packer(signed(W), C, C, always_ready=True)
