@@ -40,7 +40,7 @@ fetch). Counters (cleared by ``clear``): committed rows, refetched rows, squashe
 bytes per plane, busy cycles.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -61,6 +61,8 @@ ROW_SLOTS = 4
 FLAG_COPIES = 8
 #: copies of each query ring slot's write enable (each enables a group of the elements)
 RING_WRITE_COPIES = 8
+#: copies of the dispatcher's pipeline enable (the control's, and shares of the key words')
+ADVANCE_COPIES = 4
 #: copies of the flag that loads the head register (each enables a share of its bits)
 HEAD_LOAD_COPIES = 8
 #: the ``mode`` field
@@ -340,11 +342,20 @@ class QKBlock(wiring.Component):
             tags.w_en.eq(go),
             tags.w_data.eq(Cat(chosen.row, chosen.plane, chosen.epoch)),
         ]
+        # ``go`` again, in RING_WRITE_COPIES copies that each load a group of ``q_payload`` (one
+        # ``go`` drove 384 enables: 10.5 ns of routing). ``go`` is never high two cycles running
+        # (``choose`` needs ``~go``), so a copy's next value may read its own output.
+        launches = []
+        for c in range(copies):
+            launch = Signal(name=f"go{c}")
+            m.d.sync += launch.eq(~launch & choose & ~squash)
+            launches.append(launch)
+        for j in range(cfg.head_dim):
+            with m.If(launches[j // group]):
+                m.d.sync += q_payload[j].eq(Array(ring[s][j] for s in range(ROW_SLOTS))[read_slots[j // group]])
         with m.If(go):
             m.d.sync += [dispatching.eq(1), plane.eq(chosen.plane), bank.eq(chosen.bank), word.eq(0),
                          q_valid.eq(1)]
-            m.d.sync += [q_payload[j].eq(Array(ring[s][j] for s in range(ROW_SLOTS))[read_slots[j // group]])
-                         for j in range(cfg.head_dim)]
             with m.If(chosen.replay):
                 m.d.sync += replay.eq(0)
             with m.Else():
@@ -388,8 +399,14 @@ class QKBlock(wiring.Component):
         # then a fabric register, so no path runs from a block RAM's output into the
         # multipliers' operand registers.
         k_valid, k_in_range, k_last, k_full = Signal(), Signal(L), Signal(), Signal()
-        d_valid, d_beat = Signal(), Signal(dp.i.payload.shape())
-        advance = ~d_valid | dp.i.ready
+        d_beat = Signal(dp.i.payload.shape())
+        # ``d_valid`` in ADVANCE_COPIES copies, each giving an ``advance`` of its own: one for
+        # the dispatcher's control and the reads, the others for shares of ``d_beat`` (one
+        # ``advance`` net reached some 700 enables and sat between ``d_valid`` and ``send``).
+        d_valids = enable_copies(m, "d_valid", ADVANCE_COPIES, init=0,
+                                 if_enabled=Mux(dp.i.ready, k_valid, 1), if_stalled=k_valid)
+        advances = [~d_valid | dp.i.ready for d_valid in d_valids]
+        advance = advances[0]
 
         def word_there(p):
             in_progress = fetching & (fetch_plane == p) & (fetch_bank == bank) & (word < progress[p])
@@ -401,19 +418,23 @@ class QKBlock(wiring.Component):
         m.d.comb += [
             msb_rd.addr.eq(read_addr), lsb_rd.addr.eq(read_addr), alive_rd.addr.eq(word),
             msb_rd.en.eq(advance), lsb_rd.en.eq(advance), alive_rd.en.eq(advance),
-            dp.i.valid.eq(d_valid),
+            dp.i.valid.eq(d_valids[0]),
             dp.i.payload.eq(d_beat),
         ]
         with m.If(advance):
             m.d.sync += [
                 k_valid.eq(send),
-                d_valid.eq(k_valid),
-                d_beat.msb.eq(msb_rd.data),
-                d_beat.lsb.eq(lsb_rd.data),
                 d_beat.full.eq(k_full),
                 d_beat.alive.eq(alive_rd.data & k_in_range),
                 d_beat.last.eq(k_last),
             ]
+        shares = ADVANCE_COPIES - 1
+        for c, share_advance in enumerate(advances[1:]):
+            with m.If(share_advance):
+                for field, rd in ((d_beat.msb, msb_rd), (d_beat.lsb, lsb_rd)):
+                    bits, words = field.as_value(), Value.cast(rd.data)
+                    part = slice(c * len(bits) // shares, (c + 1) * len(bits) // shares)
+                    m.d.sync += bits[part].eq(words[part])
         with m.If(send):
             m.d.sync += [
                 k_in_range.eq(in_range),
