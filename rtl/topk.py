@@ -199,7 +199,6 @@ class TopK(wiring.Component):
         source_count = Signal(count)               # candidates the pass reads
         in_bucket = Signal(count)                  # candidates matching all resolved digits
         hist = [Signal(count, name=f"ge{b}") for b in range(1, B)]
-        hits = Signal(B - 1)                       # hits[b-1]: #(digit >= b) >= k_left
         scan_word = Signal(range(cfg.words + 1))
         scan_words = Signal(range(cfg.words + 1))
         wait = Signal(range(cfg.PASS_DRAIN + 1))
@@ -215,17 +214,17 @@ class TopK(wiring.Component):
         read_first = Signal()
         m.d.sync += [read_valid.eq(0), read_last.eq(0)]
 
-        # COMPARE registers, for every bucket b at once, the ">= k_left" thermometer, the
-        # one-hot pick (b when ">= b" holds and ">= b+1" does not), the bucket's population
-        # and the rank left if b is picked; PICK then only multiplexes (the subtractions
-        # after the pick's multiplexer were a critical path).
+        # COMPARE registers, for every bucket b at once, the one-hot pick (b when ">= b"
+        # reaches k_left and ">= b+1" does not), the bucket's population and the rank left if
+        # b is picked; PICK then only multiplexes (the subtractions after the pick's
+        # multiplexer, and a popcount for the bucket's number, were critical paths).
         counts = [in_bucket, *hist, Const(0, cfg.count_bits)]
         compares = [Const(1, 1), *(h >= k_left for h in hist), Const(0, 1)]
         picked = Signal(B)
         populations = [Signal(count, name=f"population{b}") for b in range(B)]
         ranks_left = [Signal(count, name=f"rank_left{b}") for b in range(B)]
-        bucket = Signal(cfg.radix_bits)
-        m.d.comb += bucket.eq(popcount(hits))
+        bucket = Signal(cfg.radix_bits)            # the picked bucket's number, from the one-hot
+        m.d.comb += bucket.eq(_one_hot_mux(picked, range(B)))
         rank_left = _one_hot_mux(picked, ranks_left)
 
         select_done = Signal()         # PICK fixes the last digit: the slot is SELECTED
@@ -261,7 +260,6 @@ class TopK(wiring.Component):
                     m.next = "COMPARE"
             with m.State("COMPARE"):
                 m.d.sync += [
-                    hits.eq(Cat(compares[1:-1])),
                     picked.eq(Cat(compares[b] & ~compares[b + 1] for b in range(B))),
                     *(population.eq(counts[b] - counts[b + 1]) for b, population in enumerate(populations)),
                     *(rank.eq(k_left - counts[b + 1]) for b, rank in enumerate(ranks_left)),
