@@ -26,7 +26,7 @@ cycles after its first keys go in (``B = ceil(N / L)`` beats). Rather than wait,
 dispatcher sends up to :data:`ROW_SLOTS` rows ahead; when a row turns out to need its LSBs,
 the rows sent after it are *squashed* (an epoch bit flips; their outputs are dropped as
 they leave), the row's full-key pass goes next and the later rows are sent again. Their
-queries wait in a ring of :data:`ROW_SLOTS` registers until their row is committed. Rows
+queries wait in a ring of :data:`ROW_SLOTS` entries (LUT RAM) until their row is committed. Rows
 that need no LSBs (94 % of GPT-2's in SpAtten's report) therefore follow each other every
 ``B + 2`` cycles: the softmax's ``B + 1`` and the dispatcher's registered choice. In
 *generation* mode row ``r`` has bank ``r mod key_banks`` to itself, so up to
@@ -40,7 +40,7 @@ fetch). Counters (cleared by ``clear``): committed rows, refetched rows, squashe
 bytes per plane, busy cycles.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -59,8 +59,8 @@ __all__ = ["ROW_SLOTS", "GENERATION", "SUMMARIZATION", "head_beat", "query_beat"
 ROW_SLOTS = 4
 #: copies of the flags that steer the n_max-bit alive shift registers
 FLAG_COPIES = 8
-#: copies of each query ring slot's write enable (each enables a group of the elements)
-RING_WRITE_COPIES = 8
+#: memories of the query ring (each holds a group of the elements, read at its own address)
+RING_COPIES = 8
 #: copies of the dispatcher's pipeline enable (the control's, and shares of the key words')
 ADVANCE_COPIES = 4
 #: copies of the flag that loads the head register (each enables a share of its bits)
@@ -246,45 +246,34 @@ class QKBlock(wiring.Component):
         fetch_bank = Signal(max(1, bank_bits))
         fetch_owner = Signal(slot_bits)
 
-        # ---- Queries: a holding register, then a ring of ROW_SLOTS rows until commit --------
-        # ``q.ready`` and the ring's write enables come from registers: ``ring_used`` counts
-        # the rows between intake and commit.
-        ring = Array(Signal(query_layout(cfg), name=f"query{s}") for s in range(ROW_SLOTS))
-        held_q, held_q_valid = Signal(query_layout(cfg)), Signal()
+        # ---- Queries: a ring of ROW_SLOTS rows until commit ---------------------------------
+        # The ring is RING_COPIES small memories (LUT RAM on ECP5), each holding a group of
+        # the query's elements, written straight from ``q`` and read asynchronously at an
+        # address of its own (registered: ``read_slots``) into the dispatched query register.
+        # (As 1,536 flip-flops behind a holding register, with their slot multiplexers and
+        # write enables, the ring was the most congested corner of the block.) ``q.ready``
+        # comes from registers: ``ring_used`` counts the rows between intake and commit.
         ring_used = Signal(range(ROW_SLOTS + 1))
-        m.d.comb += self.q.ready.eq(active & ~q_done & ~held_q_valid)
-        # ``held_q`` loads whatever is offered while it is empty (``q.valid`` is off its
-        # enable), under RING_WRITE_COPIES copies of ``held_q_valid``, each enabling a group of
-        # the elements (one ``q.ready`` drove 384 enables). A copy's next value reads its own
-        # output, so synthesis keeps them apart.
-        to_ring = held_q_valid & (ring_used != ROW_SLOTS)
-        copies = min(RING_WRITE_COPIES, cfg.head_dim)
+        m.d.comb += self.q.ready.eq(active & ~q_done & (ring_used != ROW_SLOTS))
+        to_ring = self.q.valid & self.q.ready
+        copies = min(RING_COPIES, cfg.head_dim)
         group = cfg.head_dim // copies
-        for c, full in enumerate(enable_copies(m, "held_q_valid_copy", copies, init=0,
-                                               if_enabled=~to_ring,
-                                               if_stalled=self.q.valid & self.q.ready)):
-            with m.If(~full):
-                m.d.sync += [held_q[j].eq(self.q.payload.q[j]) for j in range(c * group, (c + 1) * group)]
-        with m.If(self.q.valid & self.q.ready):
-            m.d.sync += held_q_valid.eq(1)
+        ring_reads = []
+        for c in range(copies):
+            elements = range(c * group, (c + 1) * group)
+            ring = memory.Memory(shape=data.ArrayLayout(signed(cfg.DATA_BITS), group),
+                                 depth=ROW_SLOTS, init=[])
+            m.submodules[f"query_ring{c}"] = ring
+            write, read = ring.write_port(), ring.read_port(domain="comb")
+            m.d.comb += [
+                write.addr.eq(received[:slot_bits]), write.en.eq(to_ring),
+                *(write.data[n].eq(self.q.payload.q[j]) for n, j in enumerate(elements)),
+            ]
+            ring_reads.append(read)
+        with m.If(to_ring):
+            m.d.sync += received.eq(received + 1)
             with m.If(self.q.payload.last):
                 m.d.sync += q_done.eq(1)
-        # The ring slot is written the cycle after the hand-over, by a one-hot register: each
-        # slot's enable leaves a flip-flop (the decode fed hundreds of enables spread over
-        # the chip), in RING_WRITE_COPIES copies that each enable a group of the elements
-        # (one flip-flop's 384 enables took 12 ns of routing). A slot is never written two
-        # cycles running (``held_q_valid`` falls with each write), so a copy's next value
-        # may read its own output, which keeps synthesis from merging the copies. ``held_q``
-        # still holds the query then; the row cannot be dispatched before (the choice is
-        # registered).
-        for s in range(ROW_SLOTS):
-            for c in range(copies):
-                write = Signal(name=f"ring_write{s}_{c}")
-                m.d.sync += write.eq(~write & to_ring & (received[:slot_bits] == s))
-                with m.If(write):
-                    m.d.sync += [ring[s][j].eq(held_q[j]) for j in range(c * group, (c + 1) * group)]
-        with m.If(to_ring):
-            m.d.sync += [received.eq(received + 1), held_q_valid.eq(0)]
 
         # ---- Per-row bytes: what each row in flight caused to be read -----------------------
         row_bytes = Array(Array(Signal(count_bits, name=f"row{s}_{p}_bytes") for p in ("msb", "lsb"))
@@ -331,28 +320,26 @@ class QKBlock(wiring.Component):
         ]
         start_fetch = Signal()
         slot_chosen = chosen.row[:slot_bits]
-        # The chosen slot again, in RING_WRITE_COPIES copies (loaded when choosing, so equal to
-        # ``slot_chosen`` under ``go``) that each select a group of the query's elements from
-        # the ring (``chosen``'s one flip-flop per bit drove all 384 of them: 10.5 ns of routing).
-        read_slots = [Cat(*(held_copies(m, f"read_slot{c}_{b}", 1, load=choose,
-                                        value=want_row[b])[0] for b in range(slot_bits)))
-                      for c in range(copies)]
+        # The chosen slot again, one copy per ring memory (loaded when choosing, so equal to
+        # ``slot_chosen`` under ``go``): each memory's read address.
+        for c, read in enumerate(ring_reads):
+            m.d.comb += read.addr.eq(Cat(*(held_copies(m, f"read_slot{c}_{b}", 1, load=choose,
+                                                      value=want_row[b])[0]
+                                           for b in range(slot_bits))))
         m.d.comb += [
             start_fetch.eq(go & chosen.fetch),
             tags.w_en.eq(go),
             tags.w_data.eq(Cat(chosen.row, chosen.plane, chosen.epoch)),
         ]
-        # ``go`` again, in RING_WRITE_COPIES copies that each load a group of ``q_payload`` (one
+        # ``go`` again, one copy per ring memory, each loading its group of ``q_payload`` (one
         # ``go`` drove 384 enables: 10.5 ns of routing). ``go`` is never high two cycles running
         # (``choose`` needs ``~go``), so a copy's next value may read its own output.
-        launches = []
-        for c in range(copies):
+        for c, read in enumerate(ring_reads):
             launch = Signal(name=f"go{c}")
             m.d.sync += launch.eq(~launch & choose & ~squash)
-            launches.append(launch)
-        for j in range(cfg.head_dim):
-            with m.If(launches[j // group]):
-                m.d.sync += q_payload[j].eq(Array(ring[s][j] for s in range(ROW_SLOTS))[read_slots[j // group]])
+            with m.If(launch):
+                m.d.sync += [q_payload[j].eq(read.data[n])
+                             for n, j in enumerate(range(c * group, (c + 1) * group))]
         with m.If(go):
             m.d.sync += [dispatching.eq(1), plane.eq(chosen.plane), bank.eq(chosen.bank), word.eq(0),
                          q_valid.eq(1)]
@@ -558,7 +545,7 @@ class QKBlock(wiring.Component):
             m.d.sync += [epoch.eq(~epoch), replay.eq(1), next_row.eq(commit + 1)]
 
         # ---- Heads ---------------------------------------------------------------------------
-        m.d.comb += head_done.eq(active & q_done & ~held_q_valid & (commit == received) & ~go &
+        m.d.comb += head_done.eq(active & q_done & (commit == received) & ~go &
                                  ~dispatching & ~q_valid & ~tags.r_rdy & ~fetching)
         m.d.comb += self.head.ready.eq(~active)
         with m.If(head_done):
