@@ -320,10 +320,12 @@ class QKBlock(wiring.Component):
         ]
         start_fetch = Signal()
         slot_chosen = chosen.row[:slot_bits]
-        # The chosen slot again, one copy per ring memory (loaded when choosing, so equal to
-        # ``slot_chosen`` under ``go``): each memory's read address.
+        # The chosen slot again, one copy per ring memory: each memory's read address. Like
+        # ``chosen``, a copy loads the wanted row every cycle but holds under ``go`` (the
+        # choosing cycle has no ``go``), so it equals ``slot_chosen`` under ``go``; loading on
+        # ``choose`` put the whole choice's logic in front of them.
         for c, read in enumerate(ring_reads):
-            m.d.comb += read.addr.eq(Cat(*(held_copies(m, f"read_slot{c}_{b}", 1, load=choose,
+            m.d.comb += read.addr.eq(Cat(*(held_copies(m, f"read_slot{c}_{b}", 1, load=~go,
                                                       value=want_row[b])[0]
                                            for b in range(slot_bits))))
         m.d.comb += [
