@@ -212,7 +212,7 @@ class TopK(wiring.Component):
         read_word = Signal(range(cfg.words))
         read_last = Signal()
         read_first = Signal()
-        m.d.sync += [read_valid.eq(0), read_last.eq(0), read_first.eq(0)]
+        m.d.sync += [read_valid.eq(0), read_last.eq(0)]
 
         # COMPARE registers, for every bucket b at once, the one-hot pick (b when ">= b"
         # reaches k_left and ">= b+1" does not), the bucket's population and the rank left if
@@ -321,12 +321,14 @@ class TopK(wiring.Component):
         keys = wires(m, [_key(cfg, fetched[lane]) for lane in range(C)], "key")
         digits_valid = Signal()
         digits_last = Signal()
+        digits_first = Signal()
         digits_values = Signal(word_shape)
         digits_present = Signal(C)
         previous_digits = [Signal(cfg.radix_bits, name=f"previous_digit{lane}") for lane in range(C)]
         current_digits = [Signal(cfg.radix_bits, name=f"digit{lane}") for lane in range(C)]
         m.d.sync += [
             digits_valid.eq(fetched_valid), digits_last.eq(fetched_last), digits_values.eq(fetched),
+            digits_first.eq(fetched_first),
             digits_present.eq(Cat(lane < fetched_present for lane in range(C))),
         ]
         for lane, key in enumerate(keys):
@@ -336,35 +338,29 @@ class TopK(wiring.Component):
             ]
         masks_valid = Signal()
         masks_last = Signal()
+        masks_first = Signal()
         masks_values = Signal(word_shape)
         candidate = Signal(C)
         at_least = [Signal(C, name=f"mask_ge{b}") for b in range(1, B)]
-        m.d.sync += [masks_valid.eq(digits_valid), masks_last.eq(digits_last), masks_values.eq(digits_values)]
+        m.d.sync += [masks_valid.eq(digits_valid), masks_last.eq(digits_last), masks_values.eq(digits_values),
+                     masks_first.eq(digits_first)]
         for lane in range(C):
             is_candidate = wires(m, [digits_present[lane] & (previous_digits[lane] == matched)],
                                  f"candidate{lane}_")[0]
             m.d.sync += candidate[lane].eq(is_candidate)
             for b in range(1, B):
                 m.d.sync += at_least[b - 1][lane].eq(is_candidate & (current_digits[lane] >= b))
-        # The counters: loaded with the slot's top-digit histogram while the FSM is IDLE, and
-        # cleared while a pass's first word is in the digits stage (the pipeline is empty
-        # behind it), each under HIST_COPIES flags of their own that enable a share of the
-        # counters (the FSM's state, then one "first word" flag, drove all of them). A pass
-        # has one first word and passes never abut, so a clear flag, high for one cycle,
-        # may read its own output and synthesis keeps the copies apart.
-        copies = min(HIST_COPIES, B - 1)
-        loading = enable_copies(m, "hist_loading", copies,
+        # The counters: loaded with the slot's top-digit histogram while the FSM is IDLE (under
+        # HIST_COPIES flags of their own, each enabling a share of the counters: the FSM's
+        # state drove all of them), restarted by each pass's first word.
+        loading = enable_copies(m, "hist_loading", min(HIST_COPIES, B - 1),
                                 if_enabled=state[sel_slot] != RECEIVED, if_stalled=select_done)
-        clearing = [Signal(name=f"hist_clear{c}") for c in range(copies)]
-        m.d.sync += [clear.eq(~clear & fetched_first) for clear in clearing]
         for b in range(1, B):
-            counter, share = hist[b - 1], (b - 1) * copies // (B - 1)
-            with m.If(loading[share]):
+            counter = hist[b - 1]
+            with m.If(loading[(b - 1) * len(loading) // (B - 1)]):
                 m.d.sync += counter.eq(slot_hist[sel_slot][b - 1])
-            with m.If(clearing[share]):
-                m.d.sync += counter.eq(0)
             with m.If(masks_valid):
-                m.d.sync += counter.eq(counter + popcount(at_least[b - 1]))
+                m.d.sync += counter.eq(Mux(masks_first, 0, counter) + popcount(at_least[b - 1]))
 
         m.submodules.fifo_eliminator = fifo_eliminator = ZeroEliminator(signed(W), C)
         m.submodules.fifo_packer = fifo_packer = Packer(signed(W), C, C, always_ready=True)
