@@ -479,7 +479,6 @@ class QKBlock(wiring.Component):
                 m.d.sync += scanning.eq(0)
 
         row = fetcher.o.payload
-        row_key_bytes = Mux(row.plane == LSB, cfg.lsb_row_bytes, cfg.msb_row_bytes)
         msb_wr = msb_mem.write_port(granularity=1)
         lsb_wr = lsb_mem.write_port(granularity=1)
         row_lane = row.index[:lane_bits] if lane_bits else Const(0, 1)
@@ -493,11 +492,18 @@ class QKBlock(wiring.Component):
             msb_wr.en.eq(Mux(fetcher.o.valid & (row.plane == MSB), lane_en, 0)),
             lsb_wr.en.eq(Mux(fetcher.o.valid & (row.plane == LSB), lane_en, 0)),
         ]
+        # Each row's bytes count a cycle later, under per-counter flags registered from the
+        # fetcher's output (its register → the owner's counter multiplexer → adder → write
+        # decode was one path); a row's outputs leave many cycles after its last key arrives.
+        for owner in range(ROW_SLOTS):
+            for p in PLANES:
+                count_row = Signal(name=f"row{owner}_{('msb', 'lsb')[p]}_count")
+                m.d.sync += count_row.eq(fetcher.o.valid & (fetch_owner == owner) & (row.plane == p))
+                with m.If(count_row):
+                    counter = row_bytes[owner][p]
+                    m.d.sync += counter.eq(counter + (cfg.lsb_row_bytes if p == LSB else cfg.msb_row_bytes))
         with m.If(fetcher.o.valid):
-            m.d.sync += [
-                progress[row.plane].eq((row.index + 1) >> lane_bits),
-                row_bytes[fetch_owner][row.plane].eq(row_bytes[fetch_owner][row.plane] + row_key_bytes),
-            ]
+            m.d.sync += progress[row.plane].eq((row.index + 1) >> lane_bits)
             with m.If(row.last):
                 m.d.sync += [fetching.eq(0), done[fetch_plane][fetch_bank].eq(1)]
 
