@@ -158,8 +158,9 @@ class QKLanes(wiring.Component):
         self.config = _check_config(config)
         self._mul_latency = multiply_latency(signed(config.DATA_BITS), signed(config.DATA_BITS))
         self.latency = ceil_log2(config.head_dim) + self._mul_latency + 2
-        # in flight: the pipeline's beats plus the FIFO's, and a cycle for the credit to return
-        self.fifo_depth = 1 << ceil_log2(self.latency + 2)
+        # in flight: the pipeline's beats plus the FIFO's, and two cycles for the credit to
+        # return (``i.ready`` is registered and ignores the beat leaving)
+        self.fifo_depth = 1 << ceil_log2(self.latency + 3)
         super().__init__({
             "q": In(stream.Signature(query_layout(config))),
             "i": In(stream.Signature(key_beat(config))),
@@ -191,7 +192,9 @@ class QKLanes(wiring.Component):
 
         # The query registers: the current row's and the next one's.
         swap = ~cur_valid | (accept & self.i.payload.last)
-        m.d.sync += ready.eq(Mux(swap, nxt_valid, cur_valid) & (held_next < self.fifo_depth))
+        # (The credit test ignores a beat leaving this cycle: the softmax's ready, a few LUTs
+        # deep, fed the credit adder and this register. The FIFO has room to spare for that.)
+        m.d.sync += ready.eq(Mux(swap, nxt_valid, cur_valid) & (held + accept < self.fifo_depth))
         with m.If(swap):
             m.d.sync += [cur_valid.eq(nxt_valid), nxt_valid.eq(0)]
         # ``cur`` loads under QUERY_COPIES copies of ``swap``, each from a copy of ``cur_valid``
