@@ -397,11 +397,22 @@ class QKBlock(wiring.Component):
         advances = [~d_valid | dp.i.ready for d_valid in d_valids]
         advance = advances[0]
 
-        def word_there(p):
-            in_progress = fetching & (fetch_plane == p) & (fetch_bank == bank) & (word < progress[p])
-            return done[p][bank] | in_progress
-        send = (dispatching & advance & (word < alive_words) & word_there(MSB) &
-                ((plane == MSB) | word_there(LSB)))
+        # Whether a word of the pass is in the Key buffer, registered a cycle late for both
+        # ``word`` and ``word + 1`` (the compares and the bank's flags were one path from
+        # ``word`` through ``send`` back to ``word``). Late is safe: within a pass, a word once
+        # there stays there (``progress`` and ``alive_words`` only grow, ``done`` only sets;
+        # they restart with a fetch, at ``go``), and the cycle after ``go``, whose registered
+        # flags predate the pass, sends nothing.
+        def word_ready(w):
+            def there(p):
+                in_progress = fetching & (fetch_plane == p) & (fetch_bank == bank) & (w < progress[p])
+                return done[p][bank] | in_progress
+            return (w < alive_words) & there(MSB) & ((plane == MSB) | there(LSB))
+        ready_now, ready_next, sent, launched = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [ready_now.eq(word_ready(word)), ready_next.eq(word_ready(word + 1)),
+                     launched.eq(go)]
+        send = dispatching & advance & ~launched & Mux(sent, ready_next, ready_now)
+        m.d.sync += sent.eq(send)
         in_range = Cat(((word << lane_bits) + lane) < n_keys for lane in range(L))
         read_addr = Cat(word[:word_bits], bank[:bank_bits])
         m.d.comb += [
