@@ -28,7 +28,8 @@ the rows sent after it are *squashed* (an epoch bit flips; their outputs are dro
 they leave), the row's full-key pass goes next and the later rows are sent again. Their
 queries wait in a ring of :data:`ROW_SLOTS` entries (LUT RAM) until their row is committed. Rows
 that need no LSBs (94 % of GPT-2's in SpAtten's report) therefore follow each other every
-``B + 2`` cycles: the softmax's ``B + 1`` and the dispatcher's registered choice. In
+``B + 3`` cycles: the softmax's ``B + 1``, the dispatcher's registered choice and the
+cycle after it, when the pass's registered Key-buffer flags are not yet its own. In
 *generation* mode row ``r`` has bank ``r mod key_banks`` to itself, so up to
 ``key_banks`` rows are in flight: the next row's MSB fetch runs while the current row is
 in the softmax. A squashed generation row keeps its keys (its
@@ -249,7 +250,7 @@ class QKBlock(wiring.Component):
         # ---- Queries: a ring of ROW_SLOTS rows until commit ---------------------------------
         # The ring is RING_COPIES small memories (LUT RAM on ECP5), each holding a group of
         # the query's elements, written straight from ``q`` and read asynchronously at an
-        # address of its own (registered: ``read_slots``) into the dispatched query register.
+        # address of its own (registered: the read-slot copies) into the dispatched query register.
         # (As 1,536 flip-flops behind a holding register, with their slot multiplexers and
         # write enables, the ring was the most congested corner of the block.) ``q.ready``
         # comes from registers: ``ring_used`` counts the rows between intake and commit.
