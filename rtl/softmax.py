@@ -198,15 +198,8 @@ class Softmax(wiring.Component):
         rs = Signal(range(SCORE_SLOTS))                     # the slot being received
         rbeat = Signal(beat_bits)
         ends = self.i.payload.last | (rbeat == self.beats_max - 1)
-        # ``i.ready`` is a register: whether the slot being received next cycle is free. A
-        # slot freed this cycle counts a cycle late (safe); the next slot cannot be taken by
-        # anyone but this stage. (As ``score_state[rs] == FREE`` it led, a few LUTs deep, into
-        # the Q×K lanes' FIFO read.)
-        ready = Signal()
-        accept = self.i.valid & ready
-        m.d.comb += self.i.ready.eq(ready)
-        m.d.sync += ready.eq(Mux(accept & ends, score_state[_next_slot(rs, SCORE_SLOTS)] == FREE,
-                                 score_state[rs] == FREE))
+        m.d.comb += self.i.ready.eq(score_state[rs] == FREE)
+        accept = self.i.valid & self.i.ready
         m.d.comb += [
             s_wr.addr.eq(Cat(rbeat, rs)),
             s_wr.en.eq(accept),
