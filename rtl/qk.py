@@ -178,7 +178,7 @@ class QKLanes(wiring.Component):
         held = Signal(range(self.fifo_depth + 1))
         cur, nxt = Signal(query_layout(cfg)), Signal(query_layout(cfg))
         cur_valid, nxt_valid = Signal(), Signal()
-        # ``i.ready`` is ``cur_valid & (held < fifo_depth)``, kept in a flip-flop of its own
+        # ``i.ready`` is ``cur_valid & (held + accept < fifo_depth)``, a flip-flop of its own
         # (computed from both registers' next values), so the consumer's logic starts there.
         ready = Signal()
         m.d.comb += [
