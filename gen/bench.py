@@ -42,7 +42,7 @@ def _topk_data(cfg, n, kind, count, rng):
 
 
 def topk_bench(cfg, *, sim="verilator", lengths=(128, 512, 1024, 2048), vectors=8,
-               kinds=("random", "minilm", "sorted", "all_equal", "two_values"), build_root=None):
+               kinds=("random", "minilm", "sorted", "all_equal", "two_values", "adjacent_pair"), build_root=None):
     """Cycles of the engine over N, k and data kinds; returns rows of measurements."""
     from ..sim import topk as model
     from ..tb.topk import compare, simulate

@@ -11,7 +11,9 @@ Three stages work on three vector slots of one buffer memory at once, so receivi
    compacts them into the ping-pong candidate FIFO), and histograms their next digit.
    This replaces the paper's random pivot by ``2**radix_bits``-way partitions on the key
    bits: every pass fixes ``radix_bits`` bits, so a vector takes at most ``levels - 1``
-   passes, each over at most N candidates, whatever the input.
+   passes, each over at most N candidates, whatever the input. The select ends early when
+   the picked bucket holds exactly the rank still wanted, or when a pass's candidates are
+   all equal (its min/max tree says so): ties and repeated values cost fewer passes.
 3. **Emit**: read the slot ``comparators`` scores per cycle, keep every score greater than
    the k-th largest value and the earliest ties until k are kept (the tie counter), compact
    with a third zero eliminator, and pack into beats of ``lanes`` (value, index) pairs in
@@ -27,7 +29,7 @@ from amaranth.utils import exact_log2
 from ..configs.topk import TopKConfig
 from .stream import vector_beat
 from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
-from .pipeline import enable_copies
+from .pipeline import enable_copies, tree
 
 __all__ = ["TopK", "input_beat", "output_beat"]
 
@@ -201,7 +203,7 @@ class TopK(wiring.Component):
         hist = [Signal(count, name=f"ge{b}") for b in range(1, B)]
         scan_word = Signal(range(cfg.words + 1))
         scan_words = Signal(range(cfg.words + 1))
-        wait = Signal(range(cfg.PASS_DRAIN + 1))
+        wait = Signal(range(cfg.pass_drain + 1))
         k_wanted, n_here = slot_k[sel_slot], slot_n[sel_slot]
 
         m.d.comb += [
@@ -227,7 +229,17 @@ class TopK(wiring.Component):
         m.d.comb += bucket.eq(_one_hot_mux(picked, range(B)))
         rank_left = _one_hot_mux(picked, ranks_left)
 
-        select_done = Signal()         # PICK fixes the last digit: the slot is SELECTED
+        # A pass's candidates' minimum and maximum (computed by the pass datapath below).
+        run_min = Signal(signed(W))
+        run_max = Signal(signed(W))
+        finish = Signal()              # COMPARE: the pick ends the select (see below)
+        uniform = Signal()             # COMPARE: the pass's candidates are all equal
+        new_threshold = Signal(cfg.key_bits)
+        for j in range(1, cfg.levels + 1):
+            with m.If(level == j):
+                m.d.comb += new_threshold.eq(threshold | (bucket << ((cfg.levels - j) * cfg.radix_bits)))
+
+        select_done = Signal()         # PICK ends the select: the slot is SELECTED
         with m.FSM(name="select"):
             with m.State("IDLE"):
                 # Loads every cycle, so only the state change waits for the slot (its
@@ -252,24 +264,31 @@ class TopK(wiring.Component):
                     read_first.eq(scan_word == 0),
                 ]
                 with m.If(scan_word == scan_words - 1):
-                    m.d.sync += wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.PASS_DRAIN))
+                    m.d.sync += wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.pass_drain))
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += wait.eq(wait - 1)
                 with m.If(wait == 1):
                     m.next = "COMPARE"
             with m.State("COMPARE"):
+                # The select ends after the last digit, or early: when the picked bucket
+                # holds exactly the rank still wanted (all of it is kept, so its lowest key
+                # is a threshold that keeps exactly k with the bucket's population as tie
+                # budget), or when a pass's candidates are all equal (their value is the
+                # k-th largest; not after the last pass, whose extremes are still draining).
+                all_equal = (level >= 2) & (level != cfg.levels) & (run_min == run_max)
+                exact = Cat(compares[b] & ~compares[b + 1] & (counts[b] == k_left) for b in range(B))
                 m.d.sync += [
+                    uniform.eq(all_equal),
+                    finish.eq((level == cfg.levels) | all_equal | exact.any()),
                     picked.eq(Cat(compares[b] & ~compares[b + 1] for b in range(B))),
                     *(population.eq(counts[b] - counts[b + 1]) for b, population in enumerate(populations)),
                     *(rank.eq(k_left - counts[b + 1]) for b, rank in enumerate(ranks_left)),
                 ]
                 m.next = "PICK"
             with m.State("PICK"):
-                for j in range(1, cfg.levels + 1):
-                    with m.If(level == j):
-                        m.d.sync += threshold.eq(threshold | (bucket << ((cfg.levels - j) * cfg.radix_bits)))
                 m.d.sync += [
+                    threshold.eq(new_threshold),
                     matched.eq(bucket),
                     k_left.eq(rank_left),
                     in_bucket.eq(_one_hot_mux(picked, populations)),
@@ -280,10 +299,10 @@ class TopK(wiring.Component):
                     scan_word.eq(0),
                     scan_words.eq((in_bucket + C - 1) >> exact_log2(C)),
                 ]
-                with m.If(level == cfg.levels):
+                with m.If(finish):
                     m.d.comb += select_done.eq(1)
                     m.d.sync += [
-                        slot_threshold[sel_slot].eq(threshold | bucket),
+                        slot_threshold[sel_slot].eq(Mux(uniform, _key(cfg, run_min), new_threshold)),
                         slot_ties[sel_slot].eq(rank_left),
                         state[sel_slot].eq(SELECTED),
                         sel_slot.eq(next_slot(sel_slot)),
@@ -350,6 +369,23 @@ class TopK(wiring.Component):
             m.d.sync += candidate[lane].eq(is_candidate)
             for b in range(1, B):
                 m.d.sync += at_least[b - 1][lane].eq(is_candidate & (current_digits[lane] >= b))
+        # The candidates' extremes: a registered min/max tree, then a running pair that each
+        # pass's first word restarts. They are final log2(comparators) cycles after the
+        # histogram: within the drain of a pass but the last (``pass_drain``), not of the last.
+        lowest, highest = -(1 << (W - 1)), (1 << (W - 1)) - 1
+        extremes, extremes_meta, _ = tree(
+            m, "extremes",
+            [(Mux(candidate[lane], masks_values[lane], highest), Mux(candidate[lane], masks_values[lane], lowest))
+             for lane in range(C)],
+            lambda a, b: (Mux(b[0] < a[0], b[0], a[0]), Mux(b[1] > a[1], b[1], a[1])),
+            valid=masks_valid, first=masks_first)
+        with m.If(extremes_meta["valid"]):
+            word_min, word_max = extremes
+            m.d.sync += [
+                run_min.eq(Mux(extremes_meta["first"] | (word_min < run_min), word_min, run_min)),
+                run_max.eq(Mux(extremes_meta["first"] | (word_max > run_max), word_max, run_max)),
+            ]
+
         # The counters: loaded with the slot's top-digit histogram while the FSM is IDLE (under
         # HIST_COPIES flags of their own, each enabling a share of the counters: the FSM's
         # state drove all of them), restarted by each pass's first word.

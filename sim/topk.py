@@ -33,8 +33,8 @@ def topk_mask(scores, k):
 @dataclasses.dataclass(frozen=True)
 class Selection:
     """What the select stage found for one vector."""
-    threshold: int       #: the k-th largest score
-    ties: int            #: scores equal to it that are kept (the earliest ones)
+    threshold: int       #: the emit's threshold: the k-th largest score, or below it (see :func:`select`)
+    ties: int            #: the tie budget: scores equal to the threshold kept (the earliest ones)
     pass_sizes: tuple    #: candidates read by each select pass (N, then the FIFO sizes)
     mask: np.ndarray     #: the selected scores
 
@@ -49,7 +49,14 @@ def _keys(cfg, scores):
 
 
 def select(scores, k, cfg=TopKConfig()):
-    """Run the engine's algorithm on one vector; return a :class:`Selection`."""
+    """Run the engine's algorithm on one vector; return a :class:`Selection`.
+
+    The digits are resolved most significant first, and the select stops early in two
+    cases: the chosen bucket holds exactly the rank still wanted (every candidate in it is
+    kept: the threshold is the bucket's lowest key, the tie budget its population), or a
+    pass's candidates are all equal (the threshold is their value, the tie budget the rank
+    still wanted).
+    """
     scores = np.asarray(scores, dtype=np.int64)
     n = len(scores)
     k = min(max(int(k), 1), n)
@@ -67,10 +74,23 @@ def select(scores, k, cfg=TopKConfig()):
         at_least = np.cumsum(counts[::-1])[::-1]
         bucket = int(np.flatnonzero(at_least >= k_left)[-1])
         above = int(at_least[bucket + 1]) if bucket + 1 < cfg.buckets else 0
+        exact = at_least[bucket] == k_left
+        # A pass (not the receive histogram, not the last pass) also finds the minimum and
+        # maximum of the candidates it histograms: all equal, they are the k-th largest.
+        uniform = (1 <= level < cfg.levels - 1
+                   and keys[candidates].min() == keys[candidates].max())
         k_left -= above
         threshold_key |= bucket << ((cfg.levels - 1 - level) * cfg.radix_bits)
         candidates_before = candidates
         candidates = candidates & (digits[level] == bucket)
+        if uniform:
+            threshold_key = int(keys[candidates][0])
+            break
+        if exact:
+            # Every candidate of the bucket is kept: the threshold is the bucket's lowest
+            # key (its digits below resolved to zero), and the ties budget, the bucket's
+            # population, admits every candidate equal to it; no further pass is needed.
+            break
     threshold = (threshold_key >> (cfg.key_bits - cfg.width)) - (1 << (cfg.width - 1))
     keep = scores > threshold
     equal = np.flatnonzero(scores == threshold)
@@ -132,9 +152,9 @@ class Timing:
 
 def select_stage_cycles(selection, cfg=TopKConfig()):
     """Cycles the select stage holds a vector: a load, two per digit resolved, scan + drain per pass."""
-    total = 1 + 2 * cfg.levels
+    total = 1 + 2 * (len(selection.pass_sizes) + 1)
     for level, size in enumerate(selection.pass_sizes, start=2):
-        drain = cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN
+        drain = cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.pass_drain
         total += -(-size // cfg.comparators) + drain
     return total
 
@@ -242,7 +262,7 @@ def cycles(scores, k, cfg=TopKConfig()):
 def worst_case_select_cycles(n, cfg=TopKConfig()):
     """The select stage's bound for any input of length ``n``: every pass reads all ``n``."""
     words = -(-n // cfg.comparators)
-    return 1 + 2 * cfg.levels + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN)
+    return 1 + 2 * cfg.levels + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.pass_drain)
                                     for level in range(2, cfg.levels + 1))
 
 

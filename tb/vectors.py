@@ -43,6 +43,7 @@ def adversarial_vectors(cfg, n, rng):
     values = rng.integers(lo, hi + 1, size=n)
     a = int(rng.integers(lo, hi))
     b = int(rng.integers(a + 1, hi + 1))
+    even = 2 * int(rng.integers(lo // 2, hi // 2))
     one_max = np.full(n, lo)
     one_max[rng.integers(n)] = hi
     vectors = {
@@ -50,6 +51,8 @@ def adversarial_vectors(cfg, n, rng):
         "reverse_sorted": np.sort(values)[::-1],
         "all_equal": np.full(n, rng.integers(lo, hi + 1)),
         "two_values": np.where(rng.random(n) < 0.5, a, b),
+        # differ in the lowest bit only: every select pass reads every score (the worst case)
+        "adjacent_pair": np.where(rng.random(n) < 0.5, even, even + 1),
         "extremes": np.where(rng.random(n) < 0.5, lo, hi),
         "all_min": np.full(n, lo),
         "all_max": np.full(n, hi),

@@ -189,6 +189,8 @@ def test_adversarial_vectors():
     assert len(set(vectors["all_equal"].tolist())) == 1
     assert len(set(vectors["two_values"].tolist())) == 2
     assert set(vectors["extremes"].tolist()) == {-128, 127}
+    low, high = sorted(set(vectors["adjacent_pair"].tolist()))
+    assert low % 2 == 0 and high == low + 1
     assert all(len(v) == 64 for v in vectors.values())
 
 

@@ -44,8 +44,11 @@ def test_select_matches_reference(cfg):
         assert np.array_equal(got.mask, want), (name, len(scores), k)
         assert got.mask.sum() == k
         kth = np.sort(scores)[::-1][k - 1]
-        assert got.threshold == kth
-        assert got.ties == k - np.count_nonzero(scores > kth)
+        # The threshold is the k-th largest, or (an exact bucket) the bucket's lowest key.
+        assert got.threshold <= kth
+        assert not np.any((scores > got.threshold) & (scores < kth))
+        equal = np.count_nonzero(scores == got.threshold)
+        assert np.count_nonzero(scores > got.threshold) + min(got.ties, equal) == k
         assert np.array_equal(model.topk_mask(scores, k), want)
 
 
@@ -54,14 +57,17 @@ def test_pass_sizes_and_worst_case_bound():
     for name, scores, k in _cases(cfg, 400, seed=7):
         sel = model.select(scores, k, cfg)
         n = len(scores)
-        assert len(sel.pass_sizes) == cfg.levels - 1
-        assert sel.pass_sizes[0] == n
+        assert len(sel.pass_sizes) <= cfg.levels - 1
+        assert not sel.pass_sizes or sel.pass_sizes[0] == n
         assert all(a >= b for a, b in zip(sel.pass_sizes, sel.pass_sizes[1:]))
         assert model.select_stage_cycles(sel, cfg) <= model.worst_case_select_cycles(n, cfg)
-    # All equal is the worst case: every pass reads every score.
-    equal = np.full(1024, 5)
-    sel = model.select(equal, 100, cfg)
+    # Two values differing in the last digit are the worst case: every pass reads every
+    # score (they are not all equal, and the picked bucket never holds exactly k).
+    pair = np.where(np.random.default_rng(3).random(1024) < 0.5, 80, 81)
+    sel = model.select(pair, 100, cfg)
     assert model.select_stage_cycles(sel, cfg) == model.worst_case_select_cycles(1024, cfg)
+    # All equal: the first pass finds its candidates all equal and ends the select.
+    assert model.select(np.full(1024, 5), 100, cfg).pass_sizes == (1024,)
 
 
 def test_k_is_clamped_like_the_hardware():
