@@ -13,7 +13,7 @@ Three stages work on three vector slots of one buffer memory at once, so receivi
    bits: every pass fixes ``radix_bits`` bits, so a vector takes at most ``levels - 1``
    passes, each over at most N candidates, whatever the input. The select ends early when
    the picked bucket holds exactly the rank still wanted, or when a pass's candidates are
-   all equal (its min/max tree says so): ties and repeated values cost fewer passes.
+   all equal (checked on the words it writes): ties and repeated values cost fewer passes.
 3. **Emit**: read the slot ``comparators`` scores per cycle, keep every score greater than
    the k-th largest value and the earliest ties until k are kept (the tie counter), compact
    with a third zero eliminator, and pack into beats of ``lanes`` (value, index) pairs in
@@ -29,7 +29,7 @@ from amaranth.utils import exact_log2
 from ..configs.topk import TopKConfig
 from .stream import vector_beat
 from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
-from .pipeline import enable_copies, tree
+from .pipeline import enable_copies
 
 __all__ = ["TopK", "input_beat", "output_beat"]
 
@@ -203,7 +203,7 @@ class TopK(wiring.Component):
         hist = [Signal(count, name=f"ge{b}") for b in range(1, B)]
         scan_word = Signal(range(cfg.words + 1))
         scan_words = Signal(range(cfg.words + 1))
-        wait = Signal(range(cfg.pass_drain + 1))
+        wait = Signal(range(cfg.PASS_DRAIN + 1))
         k_wanted, n_here = slot_k[sel_slot], slot_n[sel_slot]
 
         m.d.comb += [
@@ -229,9 +229,11 @@ class TopK(wiring.Component):
         m.d.comb += bucket.eq(_one_hot_mux(picked, range(B)))
         rank_left = _one_hot_mux(picked, ranks_left)
 
-        # A pass's candidates' minimum and maximum (computed by the pass datapath below).
-        run_min = Signal(signed(W))
-        run_max = Signal(signed(W))
+        # Whether a pass's candidates are all equal, and their value (from the FIFO writes below).
+        pass_uniform = Signal()
+        pass_value = Signal(signed(W))
+        pass_first = Signal(init=1)    # the next compacted word is a pass's first
+        pass_started = Signal()        # the pass has seen a candidate (pass_value holds it)
         finish = Signal()              # COMPARE: the pick ends the select (see below)
         uniform = Signal()             # COMPARE: the pass's candidates are all equal
         new_threshold = Signal(cfg.key_bits)
@@ -264,7 +266,7 @@ class TopK(wiring.Component):
                     read_first.eq(scan_word == 0),
                 ]
                 with m.If(scan_word == scan_words - 1):
-                    m.d.sync += wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.pass_drain))
+                    m.d.sync += wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.PASS_DRAIN))
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += wait.eq(wait - 1)
@@ -275,8 +277,8 @@ class TopK(wiring.Component):
                 # holds exactly the rank still wanted (all of it is kept, so its lowest key
                 # is a threshold that keeps exactly k with the bucket's population as tie
                 # budget), or when a pass's candidates are all equal (their value is the
-                # k-th largest; not after the last pass, whose extremes are still draining).
-                all_equal = (level >= 2) & (level != cfg.levels) & (run_min == run_max)
+                # k-th largest; known from the words a pass compacts for the FIFO, which the last pass does not write).
+                all_equal = (level >= 2) & (level != cfg.levels) & pass_uniform
                 exact = Cat(compares[b] & ~compares[b + 1] & (counts[b] == k_left) for b in range(B))
                 m.d.sync += [
                     uniform.eq(all_equal),
@@ -302,7 +304,7 @@ class TopK(wiring.Component):
                 with m.If(finish):
                     m.d.comb += select_done.eq(1)
                     m.d.sync += [
-                        slot_threshold[sel_slot].eq(Mux(uniform, _key(cfg, run_min), new_threshold)),
+                        slot_threshold[sel_slot].eq(Mux(uniform, _key(cfg, pass_value), new_threshold)),
                         slot_ties[sel_slot].eq(rank_left),
                         state[sel_slot].eq(SELECTED),
                         sel_slot.eq(next_slot(sel_slot)),
@@ -369,23 +371,6 @@ class TopK(wiring.Component):
             m.d.sync += candidate[lane].eq(is_candidate)
             for b in range(1, B):
                 m.d.sync += at_least[b - 1][lane].eq(is_candidate & (current_digits[lane] >= b))
-        # The candidates' extremes: a registered min/max tree, then a running pair that each
-        # pass's first word restarts. They are final log2(comparators) cycles after the
-        # histogram: within the drain of a pass but the last (``pass_drain``), not of the last.
-        lowest, highest = -(1 << (W - 1)), (1 << (W - 1)) - 1
-        extremes, extremes_meta, _ = tree(
-            m, "extremes",
-            [(Mux(candidate[lane], masks_values[lane], highest), Mux(candidate[lane], masks_values[lane], lowest))
-             for lane in range(C)],
-            lambda a, b: (Mux(b[0] < a[0], b[0], a[0]), Mux(b[1] > a[1], b[1], a[1])),
-            valid=masks_valid, first=masks_first)
-        with m.If(extremes_meta["valid"]):
-            word_min, word_max = extremes
-            m.d.sync += [
-                run_min.eq(Mux(extremes_meta["first"] | (word_min < run_min), word_min, run_min)),
-                run_max.eq(Mux(extremes_meta["first"] | (word_max > run_max), word_max, run_max)),
-            ]
-
         # The counters: loaded with the slot's top-digit histogram while the FSM is IDLE (under
         # HIST_COPIES flags of their own, each enabling a share of the counters: the FSM's
         # state drove all of them), restarted by each pass's first word.
@@ -414,6 +399,21 @@ class TopK(wiring.Component):
         wiring.connect(m, fifo_eliminator.o, fifo_packer.i)
         with m.If(fifo_packer.o.valid):
             m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
+        # Whether the pass's candidates are all equal, checked on the compacted words the zero
+        # eliminator gives the packer: each candidate against the pass's first (``pass_value``).
+        # Complete three cycles after the histogram, well within PASS_DRAIN, so a pass but the
+        # last (the only kind that writes the FIFO) knows it at its COMPARE.
+        compacted = fifo_eliminator.o.payload
+        has_reference = pass_started & ~pass_first
+        reference = Mux(has_reference, pass_value, compacted.data[0])
+        same = Cat((lane >= compacted.count) | (compacted.data[lane] == reference) for lane in range(C)).all()
+        with m.If(fifo_eliminator.o.valid):
+            m.d.sync += [
+                pass_value.eq(reference),
+                pass_uniform.eq((pass_first | pass_uniform) & same),
+                pass_started.eq(has_reference | (compacted.count != 0)),
+                pass_first.eq(compacted.last),
+            ]
 
         # ---- Stage 3: emit in input order ---------------------------------------------
         # read (the memory's data port) -> fetched (a register: no logic after the block

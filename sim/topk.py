@@ -154,7 +154,7 @@ def select_stage_cycles(selection, cfg=TopKConfig()):
     """Cycles the select stage holds a vector: a load, two per digit resolved, scan + drain per pass."""
     total = 1 + 2 * (len(selection.pass_sizes) + 1)
     for level, size in enumerate(selection.pass_sizes, start=2):
-        drain = cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.pass_drain
+        drain = cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN
         total += -(-size // cfg.comparators) + drain
     return total
 
@@ -262,7 +262,7 @@ def cycles(scores, k, cfg=TopKConfig()):
 def worst_case_select_cycles(n, cfg=TopKConfig()):
     """The select stage's bound for any input of length ``n``: every pass reads all ``n``."""
     words = -(-n // cfg.comparators)
-    return 1 + 2 * cfg.levels + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.pass_drain)
+    return 1 + 2 * cfg.levels + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN)
                                     for level in range(2, cfg.levels + 1))
 
 

@@ -70,23 +70,16 @@ class TopKConfig(BlockConfig):
                          "output in input order with indices",
             "formats": {"scores": f"signed {self.width}-bit integer",
                         "k": "unsigned, read on a vector's first beat"},
-            "latency": {"pass_drain": self.pass_drain, "last_pass_drain": self.LAST_PASS_DRAIN,
+            "latency": {"pass_drain": self.PASS_DRAIN, "last_pass_drain": self.LAST_PASS_DRAIN,
                         "levels": self.levels, "note": "see sim/topk.py cycles() for the cycle model"},
         }
 
     # Fixed latencies of the pipeline, shared by the RTL and the cycle model.
-    #: select pass: cycles after the last read until the pass's FIFO writes are complete
-    FIFO_DRAIN = 9
+    #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
+    PASS_DRAIN = 9
     #: emit stage: compacted beats between the zero eliminator and the packer (read credits)
     EMIT_FIFO_DEPTH = 10
     #: emit stage: ring entries of the output packer, in units of ``comparators``
     EMIT_PACKER_RINGS = 4
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
     LAST_PASS_DRAIN = 4
-
-    @property
-    def pass_drain(self):
-        """Select pass but the last: cycles after its last read until its FIFO, histogram
-        and candidates' extremes (a min/max tree of ``log2(comparators)`` registered levels
-        after the histogram's inputs) are complete."""
-        return max(self.FIFO_DRAIN, self.LAST_PASS_DRAIN + (self.comparators - 1).bit_length())
