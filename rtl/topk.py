@@ -13,7 +13,7 @@ Three stages work on three vector slots of one buffer memory at once, so receivi
    bits: every pass fixes ``radix_bits`` bits, so a vector takes at most ``levels - 1``
    passes, each over at most N candidates, whatever the input. The select ends early when
    the picked bucket holds exactly the rank still wanted, or when a pass's candidates are
-   all equal (checked on the words it writes): ties and repeated values cost fewer passes.
+   all equal (checked on the words it compacts): ties and repeated values cost fewer passes.
 3. **Emit**: read the slot ``comparators`` scores per cycle, keep every score greater than
    the k-th largest value and the earliest ties until k are kept (the tie counter), compact
    with a third zero eliminator, and pack into beats of ``lanes`` (value, index) pairs in
@@ -229,7 +229,7 @@ class TopK(wiring.Component):
         m.d.comb += bucket.eq(_one_hot_mux(picked, range(B)))
         rank_left = _one_hot_mux(picked, ranks_left)
 
-        # Whether a pass's candidates are all equal, and their value (from the FIFO writes below).
+        # Whether a pass's candidates are all equal, and their value (from its compacted words, below).
         pass_uniform = Signal()
         pass_value = Signal(signed(W))
         pass_first = Signal(init=1)    # the next compacted word is a pass's first
@@ -277,7 +277,8 @@ class TopK(wiring.Component):
                 # holds exactly the rank still wanted (all of it is kept, so its lowest key
                 # is a threshold that keeps exactly k with the bucket's population as tie
                 # budget), or when a pass's candidates are all equal (their value is the
-                # k-th largest; known from the words a pass compacts for the FIFO, which the last pass does not write).
+                # k-th largest; known from the words a pass compacts for the FIFO, so not
+                # after the last pass, which writes none).
                 all_equal = (level >= 2) & (level != cfg.levels) & pass_uniform
                 exact = Cat(compares[b] & ~compares[b + 1] & (counts[b] == k_left) for b in range(B))
                 m.d.sync += [
@@ -401,7 +402,7 @@ class TopK(wiring.Component):
             m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
         # Whether the pass's candidates are all equal, checked on the compacted words the zero
         # eliminator gives the packer: each candidate against the pass's first (``pass_value``).
-        # Complete three cycles after the histogram, well within PASS_DRAIN, so a pass but the
+        # Complete before the pass's FIFO writes are, so within PASS_DRAIN: a pass but the
         # last (the only kind that writes the FIFO) knows it at its COMPARE.
         compacted = fifo_eliminator.o.payload
         has_reference = pass_started & ~pass_first
