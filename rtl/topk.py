@@ -404,17 +404,26 @@ class TopK(wiring.Component):
         # eliminator gives the packer: each candidate against the pass's first (``pass_value``).
         # Complete before the pass's FIFO writes are, so within PASS_DRAIN: a pass but the
         # last (the only kind that writes the FIFO) knows it at its COMPARE.
+        # Two stages: the lanes' compares are registered, then AND-ed into the flag.
         compacted = fifo_eliminator.o.payload
         has_reference = pass_started & ~pass_first
         reference = Mux(has_reference, pass_value, compacted.data[0])
-        same = Cat((lane >= compacted.count) | (compacted.data[lane] == reference) for lane in range(C)).all()
+        lanes_same = Signal(C)
+        lanes_valid, lanes_first = Signal(), Signal()
+        m.d.sync += [
+            lanes_valid.eq(fifo_eliminator.o.valid),
+            lanes_first.eq(pass_first),
+            lanes_same.eq(Cat((lane >= compacted.count) | (compacted.data[lane] == reference)
+                              for lane in range(C))),
+        ]
         with m.If(fifo_eliminator.o.valid):
             m.d.sync += [
                 pass_value.eq(reference),
-                pass_uniform.eq((pass_first | pass_uniform) & same),
                 pass_started.eq(has_reference | (compacted.count != 0)),
                 pass_first.eq(compacted.last),
             ]
+        with m.If(lanes_valid):
+            m.d.sync += pass_uniform.eq((lanes_first | pass_uniform) & lanes_same.all())
 
         # ---- Stage 3: emit in input order ---------------------------------------------
         # read (the memory's data port) -> fetched (a register: no logic after the block
