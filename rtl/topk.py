@@ -402,9 +402,10 @@ class TopK(wiring.Component):
             m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
         # Whether the pass's candidates are all equal, checked on the compacted words the zero
         # eliminator gives the packer: each candidate against the pass's first (``pass_value``).
-        # Complete before the pass's FIFO writes are, so within PASS_DRAIN: a pass but the
-        # last (the only kind that writes the FIFO) knows it at its COMPARE.
-        # Two stages: the lanes' compares are registered, then AND-ed into the flag.
+        # The lanes' compares are registered, then AND-ed into the flag: complete one cycle
+        # after the eliminator, before the packer (three cycles) writes the FIFO, so within
+        # PASS_DRAIN; a pass but the last (the only kind that writes the FIFO) knows it at
+        # its COMPARE.
         compacted = fifo_eliminator.o.payload
         has_reference = pass_started & ~pass_first
         reference = Mux(has_reference, pass_value, compacted.data[0])

@@ -75,8 +75,8 @@ def select(scores, k, cfg=TopKConfig()):
         bucket = int(np.flatnonzero(at_least >= k_left)[-1])
         above = int(at_least[bucket + 1]) if bucket + 1 < cfg.buckets else 0
         exact = at_least[bucket] == k_left
-        # A pass (not the receive histogram, not the last pass) also finds the minimum and
-        # maximum of the candidates it histograms: all equal, they are the k-th largest.
+        # A pass (not the receive histogram, not the last pass) also checks whether the
+        # candidates it histograms are all equal: then their value is the k-th largest.
         uniform = (1 <= level < cfg.levels - 1
                    and keys[candidates].min() == keys[candidates].max())
         k_left -= above
