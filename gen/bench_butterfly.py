@@ -1,7 +1,10 @@
 """``attnforge bench butterfly``: the butterfly array measured on its generated Verilog.
 
 For each transform length N (default 64, 256, 1024; ``--lengths``), on the configuration
-given with ``--set`` (``n_max`` raised to N when needed):
+given with ``--set`` (``n_max`` raised to N when needed) and, when that is longer, on the
+array generated for N (``n_max = N``): an array of ``log2(n_max)`` columns runs an N-point
+transform on ``log2 N`` of them, so its utilization at run-time length N is at most
+``log2 N / log2 n_max``, and the array sized to N shows the dataflow's own:
 
 * **FFT**: 8 transforms back to back at full rate through the RTL, checked bit-exact
   against sim/butterfly.py and against the cycle model; cycles per transform in steady
@@ -67,67 +70,79 @@ def _minilm_rows(cfg, n, count):
     return q
 
 
-def butterfly_bench(cfg, *, sim="verilator", lengths=(64, 256, 1024), build_root=None):
-    """Measure FFT and butterfly-linear transforms of each length; return rows of numbers."""
-    from ..sim import butterfly as model
-    from ..tb.butterfly import Layer, compare, random_twiddle, simulate
+def _array_sizes(cfg, n):
+    """The ``n_max`` an N-point transform is measured on: the configuration's (raised to N)
+    and, when longer, N's own."""
+    given = max(cfg.n_max, n)
+    return (given, n) if given > n and n >= max(cfg.lanes, 2) else (given,)
 
+
+def butterfly_bench(cfg, *, sim="verilator", lengths=(64, 256, 1024), build_root=None):
+    """Measure FFT and butterfly-linear transforms of each length, on each of its array
+    sizes (:func:`_array_sizes`); return rows of numbers."""
     rows = []
     rng = np.random.default_rng(2022)
     for n in lengths:
-        run_cfg = dataclasses.replace(cfg, n_max=max(cfg.n_max, n))
-        pes = run_cfg.lanes // 2 * run_cfg.stages_max
-        log2n = n.bit_length() - 1
-        started = time.monotonic()
-        re, im = _fft_inputs(run_cfg, n, rng, TRANSFORMS)
-        real = _minilm_rows(run_cfg, n, TRANSFORMS)
-        # random complex, then MiniLM rows, all back to back
-        batch_re = np.concatenate([re, real])
-        batch_im = np.concatenate([im, np.zeros_like(real)])
-        result = simulate(batch_re, batch_im, run_cfg, sim=sim, build_root=build_root)
-        compare(batch_re, batch_im, result, run_cfg, check_cycles=True)   # raises on a mismatch
-        out = model.descale(np.asarray(result["re"]) + 1j * np.asarray(result["im"]),
-                            result["scale_log2"])
-        exact = np.fft.fft(batch_re + 1j * batch_im)
-        k = TRANSFORMS
-        bre, bim, bscale = model.fft(batch_re, batch_im, run_cfg, scaling="block")
-        block = model.descale(bre + 1j * bim, bscale)
-        cycles = _steady({"last_out": result["last_out"][:k], "cycles": result["cycles"]})
-        row = {
-            "n": n, "lanes": run_cfg.lanes, "n_max": run_cfg.n_max, "pes": pes,
-            "latency": int(result["cycles"][0]), "cycles": cycles, "limit": n / run_cfg.lanes,
-            "fabnet": n / (2 * pes) * log2n, "utilization": (n / 2 * log2n) / (pes * cycles),
-            "sqnr_random": model.sqnr_db(out[:k], exact[:k]),
-            "sqnr_minilm": model.sqnr_db(out[k:], exact[k:]),
-            "sqnr_block_random": model.sqnr_db(block[:k], exact[:k]),
-            "sqnr_block_minilm": model.sqnr_db(block[k:], exact[k:]),
-            "model_exact": True,
-        }
-        if run_cfg.linear:
-            x = rng.integers(run_cfg.data_min // 2, run_cfg.data_max // 2 + 1, (TRANSFORMS, n))
-            twiddle = random_twiddle(n, rng)
-            layer = Layer(twiddle, run_cfg, x=x)
-            lin = simulate(x, None, run_cfg, modes=[1] * TRANSFORMS, layer=layer, sim=sim,
-                           build_root=build_root)
-            compare(x, None, lin, run_cfg, modes=[1] * TRANSFORMS, layer=layer,
-                    check_cycles=True)
-            y = model.descale(np.asarray(lin["re"]), lin["scale_log2"])
-            lin_cycles = _steady(lin)
-            row.update({
-                "linear_latency": int(lin["cycles"][0]), "linear_cycles": lin_cycles,
-                "linear_utilization": (n / 2 * log2n) / (pes * lin_cycles),
-                "sqnr_linear": model.sqnr_db(y, model.butterfly_float(x, twiddle)),
-                "linear_shifts": layer.shifts,
-                "sqnr_linear_static": model.sqnr_db(
-                    model.descale(*model.butterfly(x, twiddle, run_cfg, scaling="static")),
-                    model.butterfly_float(x, twiddle)),
-            })
-        rows.append(row)
-        log(f"N={n:5d} lanes={run_cfg.lanes} PEs={pes}: {cycles:.1f} cycles/transform "
-            f"(N/lanes {row['limit']:.0f}, FABNet {row['fabnet']:.0f}), utilization "
-            f"{row['utilization']:.1%}, SQNR {row['sqnr_random']:.1f} dB random / "
-            f"{row['sqnr_minilm']:.1f} dB MiniLM [{time.monotonic() - started:.1f} s]")
+        for n_max in _array_sizes(cfg, n):
+            rows.append(_fft_row(dataclasses.replace(cfg, n_max=n_max), n, rng, sim, build_root))
     return rows
+
+
+def _fft_row(run_cfg, n, rng, sim, build_root):
+    """FFT (and, with ``linear``, butterfly-linear) transforms of length ``n`` on ``run_cfg``."""
+    from ..sim import butterfly as model
+    from ..tb.butterfly import Layer, compare, random_twiddle, simulate
+    pes = run_cfg.lanes // 2 * run_cfg.stages_max
+    log2n = n.bit_length() - 1
+    started = time.monotonic()
+    re, im = _fft_inputs(run_cfg, n, rng, TRANSFORMS)
+    real = _minilm_rows(run_cfg, n, TRANSFORMS)
+    # random complex, then MiniLM rows, all back to back
+    batch_re = np.concatenate([re, real])
+    batch_im = np.concatenate([im, np.zeros_like(real)])
+    result = simulate(batch_re, batch_im, run_cfg, sim=sim, build_root=build_root)
+    compare(batch_re, batch_im, result, run_cfg, check_cycles=True)   # raises on a mismatch
+    out = model.descale(np.asarray(result["re"]) + 1j * np.asarray(result["im"]),
+                        result["scale_log2"])
+    exact = np.fft.fft(batch_re + 1j * batch_im)
+    k = TRANSFORMS
+    bre, bim, bscale = model.fft(batch_re, batch_im, run_cfg, scaling="block")
+    block = model.descale(bre + 1j * bim, bscale)
+    cycles = _steady({"last_out": result["last_out"][:k], "cycles": result["cycles"]})
+    row = {
+        "n": n, "lanes": run_cfg.lanes, "n_max": run_cfg.n_max, "pes": pes,
+        "latency": int(result["cycles"][0]), "cycles": cycles, "limit": n / run_cfg.lanes,
+        "fabnet": n / (2 * pes) * log2n, "utilization": (n / 2 * log2n) / (pes * cycles),
+        "sqnr_random": model.sqnr_db(out[:k], exact[:k]),
+        "sqnr_minilm": model.sqnr_db(out[k:], exact[k:]),
+        "sqnr_block_random": model.sqnr_db(block[:k], exact[:k]),
+        "sqnr_block_minilm": model.sqnr_db(block[k:], exact[k:]),
+        "model_exact": True,
+    }
+    if run_cfg.linear:
+        x = rng.integers(run_cfg.data_min // 2, run_cfg.data_max // 2 + 1, (TRANSFORMS, n))
+        twiddle = random_twiddle(n, rng)
+        layer = Layer(twiddle, run_cfg, x=x)
+        lin = simulate(x, None, run_cfg, modes=[1] * TRANSFORMS, layer=layer, sim=sim,
+                       build_root=build_root)
+        compare(x, None, lin, run_cfg, modes=[1] * TRANSFORMS, layer=layer,
+                check_cycles=True)
+        y = model.descale(np.asarray(lin["re"]), lin["scale_log2"])
+        lin_cycles = _steady(lin)
+        row.update({
+            "linear_latency": int(lin["cycles"][0]), "linear_cycles": lin_cycles,
+            "linear_utilization": (n / 2 * log2n) / (pes * lin_cycles),
+            "sqnr_linear": model.sqnr_db(y, model.butterfly_float(x, twiddle)),
+            "linear_shifts": layer.shifts,
+            "sqnr_linear_static": model.sqnr_db(
+                model.descale(*model.butterfly(x, twiddle, run_cfg, scaling="static")),
+                model.butterfly_float(x, twiddle)),
+        })
+    log(f"N={n:5d} n_max={run_cfg.n_max} lanes={run_cfg.lanes} PEs={pes}: {cycles:.1f} "
+        f"cycles/transform (N/lanes {row['limit']:.0f}, FABNet {row['fabnet']:.0f}), "
+        f"utilization {row['utilization']:.1%}, SQNR {row['sqnr_random']:.1f} dB random / "
+        f"{row['sqnr_minilm']:.1f} dB MiniLM [{time.monotonic() - started:.1f} s]")
+    return row
 
 
 def fnet_bench(cfg, shapes, *, sim="verilator", build_root=None, frames=4):
@@ -155,24 +170,25 @@ def fnet_bench(cfg, shapes, *, sim="verilator", build_root=None, frames=4):
 
 
 def bffn_bench(cfg, lengths=FFN_LENGTHS, *, sim="verilator", build_root=None):
-    """Rows of each length through the butterfly FFN block (``n_max`` = the longest);
-    return rows of numbers."""
+    """Rows of each length through the butterfly FFN block, on each of its array sizes
+    (:func:`_array_sizes`: ``cfg.n_max``, and N's own); return rows of numbers."""
     from ..sim import butterfly as model
     from ..tb.butterfly import FFN, compare_bffn, random_twiddle, simulate_bffn
     rows = []
     rng = np.random.default_rng(2024)
-    pes = 2 * (cfg.lanes // 2 * cfg.stages_max)
-    for n in lengths:
+    for n, n_max in ((n, n_max) for n in lengths for n_max in _array_sizes(cfg, n)):
+        cfg_n = dataclasses.replace(cfg, n_max=n_max)
+        pes = 2 * (cfg_n.lanes // 2 * cfg_n.stages_max)
         log2n = n.bit_length() - 1
         tw1, tw2 = random_twiddle(n, rng), random_twiddle(n, rng)
-        inputs = {"random": rng.integers(cfg.data_min // 2, cfg.data_max // 2 + 1,
+        inputs = {"random": rng.integers(cfg_n.data_min // 2, cfg_n.data_max // 2 + 1,
                                          (TRANSFORMS, n)),
-                  "minilm": _minilm_rows(cfg, n, TRANSFORMS)}
-        row = {"n": n, "pes": pes, "limit": n / cfg.lanes}
+                  "minilm": _minilm_rows(cfg_n, n, TRANSFORMS)}
+        row = {"n": n, "n_max": n_max, "pes": pes, "limit": n / cfg_n.lanes}
         for kind, x in inputs.items():
-            ffn = FFN(tw1, tw2, cfg, x=x)
-            result = simulate_bffn(x, ffn, cfg, sim=sim, build_root=build_root)
-            compare_bffn(x, result, ffn, cfg, check_cycles=True)   # raises on a mismatch
+            ffn = FFN(tw1, tw2, cfg_n, x=x)
+            result = simulate_bffn(x, ffn, cfg_n, sim=sim, build_root=build_root)
+            compare_bffn(x, result, ffn, cfg_n, check_cycles=True)   # raises on a mismatch
             approx = model.descale(result["y"], result["scale_log2"])
             row[f"sqnr_{kind}"] = model.sqnr_db(approx, model.ffn_float(x, tw1, tw2))
             if kind == "random":
@@ -181,8 +197,8 @@ def bffn_bench(cfg, lengths=FFN_LENGTHS, *, sim="verilator", build_root=None):
                             "utilization": 2 * (n / 2 * log2n) / (pes * cycles),
                             "shifts": [layer.shifts for layer in ffn.layers]})
         rows.append(row)
-        log(f"bffn N={n:4d} lanes={cfg.lanes} PEs={pes}: {row['cycles']:.1f} cycles/row "
-            f"(N/lanes {row['limit']:.0f}), utilization {row['utilization']:.1%}, SQNR "
+        log(f"bffn N={n:4d} n_max={n_max} lanes={cfg_n.lanes} PEs={pes}: "
+            f"{row['cycles']:.1f} cycles/row (N/lanes {row['limit']:.0f}), utilization {row['utilization']:.1%}, SQNR "
             f"{row['sqnr_random']:.1f} dB random / {row['sqnr_minilm']:.1f} dB MiniLM")
     return rows
 
@@ -196,18 +212,21 @@ def _multiplier_note(cfg):
 
 def _fft_markdown(cfg, rows):
     out = [f"Configuration: width={cfg.width}, twiddle_bits={cfg.twiddle_bits}, lanes={cfg.lanes}, "
-           f"n_max = max({cfg.n_max}, N), linear={cfg.linear}; PEs = lanes/2·log2(n_max), "
+           f"n_max = max({cfg.n_max}, N) and, below it, N (the array generated for N), "
+           f"linear={cfg.linear}; PEs = lanes/2·log2(n_max), "
            f"{_multiplier_note(cfg)}. "
            f"{TRANSFORMS} random transforms then {TRANSFORMS} MiniLM rows back to back at full "
            "rate on the generated Verilog (Verilator), every output checked bit-exact against "
            "sim/butterfly.py and every cycle count against its cycle model. Cycles/transform: "
            "steady-state spacing of the outputs. FABNet: N/(2·units)·log2 N with units = our PEs. "
-           "Utilization: N/2·log2 N butterflies / (PEs × cycles/transform).", "",
-           "| N | PEs | latency | cycles/transform | N/lanes | FABNet | samples/cycle | utilization "
+           "Utilization: N/2·log2 N butterflies / (PEs × cycles/transform); on an array "
+           "longer than N it is at most log2 N / log2 n_max (the columns past log2 N pass "
+           "the data through).", "",
+           "| N | n_max | PEs | latency | cycles/transform | N/lanes | FABNet | samples/cycle | utilization "
            "| SQNR random | SQNR MiniLM | block-float (model) random / MiniLM |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        out.append(f"| {r['n']} | {r['pes']} | {r['latency']} | {r['cycles']:.1f} | {r['limit']:.0f} | "
+        out.append(f"| {r['n']} | {r['n_max']} | {r['pes']} | {r['latency']} | {r['cycles']:.1f} | {r['limit']:.0f} | "
                    f"{r['fabnet']:.0f} | {r['n'] / r['cycles']:.2f} | {r['utilization']:.1%} | "
                    f"{r['sqnr_random']:.1f} dB | {r['sqnr_minilm']:.1f} dB | "
                    f"{r['sqnr_block_random']:.1f} / {r['sqnr_block_minilm']:.1f} dB |")
@@ -216,11 +235,11 @@ def _fft_markdown(cfg, rows):
                 "scale, weights written through the `w` stream first; cycles checked against "
                 "sim/butterfly.array_cycles; stage shifts block-floating over the batch, computed by the host; the static worst-case shifts from the model "
                 "for comparison):", "",
-                "| N | latency | cycles/transform | N/lanes | utilization | shifts | SQNR vs float product "
-                "| static shifts (model) |",
-                "|---:|---:|---:|---:|---:|---|---:|---:|"]
+                "| N | n_max | latency | cycles/transform | N/lanes | utilization | shifts "
+                "| SQNR vs float product | static shifts (model) |",
+                "|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
         for r in rows:
-            out.append(f"| {r['n']} | {r['linear_latency']} | {r['linear_cycles']:.1f} | "
+            out.append(f"| {r['n']} | {r['n_max']} | {r['linear_latency']} | {r['linear_cycles']:.1f} | "
                        f"{r['limit']:.0f} | {r['linear_utilization']:.1%} | {r['linear_shifts']} | "
                        f"{r['sqnr_linear']:.1f} dB | {r['sqnr_linear_static']:.1f} dB |")
     out.append("")
@@ -245,7 +264,8 @@ def _fnet_markdown(fnet_cfg, fnet_rows):
 def _bffn_markdown(cfg, rows):
     out = [f"Butterfly FFN (block `bffn`): layer → ReLU → layer on two butterfly-linear arrays "
            f"chained column to column, no buffer between them (width={cfg.width}, "
-           f"twiddle_bits={cfg.twiddle_bits}, lanes={cfg.lanes}, n_max={cfg.n_max}). "
+           f"twiddle_bits={cfg.twiddle_bits}, lanes={cfg.lanes}, n_max={cfg.n_max} and, below it, "
+           "N: the arrays generated for N). "
            f"{TRANSFORMS} rows back to back at full rate, Gaussian weights σ = 0.7 written for "
            "both layers through the one weight stream first, stage shifts calibrated on each "
            "batch by the host (layer 2 on the ReLU of layer 1); every output bit-exact against "
@@ -253,12 +273,12 @@ def _bffn_markdown(cfg, rows):
            "Utilization: 2 · N/2 · log2 N butterflies / (PEs of both arrays × cycles/row). SQNR "
            "against relu(x @ B1.T) @ B2.T in float: half-scale random rows, and MiniLM-L6 hidden "
            "states (layer 3, flattened, cut into N-sample rows).", "",
-           "| N | PEs (both arrays) | latency | cycles/row | N/lanes | utilization | shifts "
+           "| N | n_max | PEs (both arrays) | latency | cycles/row | N/lanes | utilization | shifts "
            "(layer 1; layer 2) | SQNR random | SQNR MiniLM |",
-           "|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+           "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         shifts = "; ".join(str(s) for s in r["shifts"])
-        out.append(f"| {r['n']} | {r['pes']} | {r['latency']} | {r['cycles']:.1f} | "
+        out.append(f"| {r['n']} | {r['n_max']} | {r['pes']} | {r['latency']} | {r['cycles']:.1f} | "
                    f"{r['limit']:.0f} | {r['utilization']:.1%} | {shifts} | "
                    f"{r['sqnr_random']:.1f} dB | {r['sqnr_minilm']:.1f} dB |")
     out.append("")

@@ -5,9 +5,9 @@ alive mask; then each ``q`` beat is a query (a *row*), ``last`` on the head's fi
 Per row the block
 
 1. fetches the MSB-plane rows of the alive keys through the AXI4 read master
-   (:class:`~attnforge.rtl.fetch.Fetcher`) into the **Key buffer** (two
-   :class:`~amaranth.lib.memory.Memory` planes of ``key_banks`` banks of ``n_max / L``
-   words of ``L`` rows, one write enable per row), unless the buffer already holds them;
+   (:class:`~attnforge.rtl.fetch.Fetcher`) into the **Key buffer** (per lane, one
+   :class:`~amaranth.lib.memory.Memory` per plane of ``key_banks`` banks of ``n_max / L``
+   rows; key ``i`` is row ``i // L`` of lane ``i mod L``), unless the buffer already holds them;
 2. streams the buffer, ``L`` keys per beat, through the bitwidth converter, the Q×K lanes
    and the softmax (:class:`~attnforge.rtl.qk.QKDatapath`) — a word as soon as its alive
    keys have arrived, so the compute follows the fetch;
@@ -62,7 +62,8 @@ ROW_SLOTS = 4
 FLAG_COPIES = 8
 #: memories of the query ring (each holds a group of the elements, read at its own address)
 RING_COPIES = 8
-#: copies of the dispatcher's pipeline enable (the control's, and shares of the key words')
+#: copies of the dispatcher's pipeline enable besides the Key buffer lanes' read enables (the
+#: control's, and shares of the key words')
 ADVANCE_COPIES = 4
 #: copies of the flag that loads the head register (each enables a share of its bits)
 HEAD_LOAD_COPIES = 8
@@ -379,24 +380,31 @@ class QKBlock(wiring.Component):
                                 clear=head_done))
 
         # Words into the datapath: read from both planes of the pass's bank (registered reads).
-        def buffer(bits, signed_):
-            return memory.Memory(shape=data.ArrayLayout(plane_row(cfg, bits, signed_), L),
-                                 depth=words * cfg.key_banks, init=[])
-        m.submodules.msb_mem = msb_mem = buffer(cfg.msb_bits, True)
-        m.submodules.lsb_mem = lsb_mem = buffer(cfg.lsb_bits, False)
-        msb_rd, lsb_rd = msb_mem.read_port(), lsb_mem.read_port()
+        # Each lane has memories of its own, with its own copy of the read address, its own
+        # read enable and (below) its own registered write port: the buffer is some 40 block
+        # RAMs across the die, and one address register reaching all of them was a 10-11 ns
+        # routing hop (the read's ``word``, or the fetcher's output register on the write side).
+        def buffer(lane, name, bits, signed_):
+            mem = memory.Memory(shape=plane_row(cfg, bits, signed_), depth=words * cfg.key_banks,
+                                init=[])
+            m.submodules[f"{name}_mem{lane}"] = mem
+            return mem
+        msb_mems = [buffer(lane, "msb", cfg.msb_bits, True) for lane in range(L)]
+        lsb_mems = [buffer(lane, "lsb", cfg.lsb_bits, False) for lane in range(L)]
+        msb_rds, lsb_rds = [mem.read_port() for mem in msb_mems], [mem.read_port() for mem in lsb_mems]
         # Two stages under one enable: the block-RAM read (with its word's flags beside it),
         # then a fabric register, so no path runs from a block RAM's output into the
         # multipliers' operand registers.
         k_valid, k_in_range, k_last, k_full = Signal(), Signal(L), Signal(), Signal()
         d_beat = Signal(dp.i.payload.shape())
-        # ``d_valid`` in ADVANCE_COPIES copies, each giving an ``advance`` of its own: one for
-        # the dispatcher's control and the reads, the others for shares of ``d_beat`` (one
-        # ``advance`` net reached some 700 enables and sat between ``d_valid`` and ``send``).
-        d_valids = enable_copies(m, "d_valid", ADVANCE_COPIES, init=0,
+        # ``d_valid`` in ADVANCE_COPIES + L copies, each giving an ``advance`` of its own: one
+        # for the dispatcher's control, one per lane's reads, the others for shares of
+        # ``d_beat`` (one ``advance`` net reached some 700 enables and sat between ``d_valid``
+        # and ``send``).
+        d_valids = enable_copies(m, "d_valid", ADVANCE_COPIES + L, init=0,
                                  if_enabled=Mux(dp.i.ready, k_valid, 1), if_stalled=k_valid)
         advances = [~d_valid | dp.i.ready for d_valid in d_valids]
-        advance = advances[0]
+        advance, read_advances, share_advances = advances[0], advances[1:L + 1], advances[L + 1:]
 
         # Whether a word of the pass is in the Key buffer, registered a cycle late for both
         # ``word`` and ``word + 1`` (the compares and the bank's flags were one path from
@@ -415,10 +423,19 @@ class QKBlock(wiring.Component):
         send = dispatching & advance & ~launched & Mux(sent, ready_next, ready_now)
         m.d.sync += sent.eq(send)
         in_range = Cat(((word << lane_bits) + lane) < n_keys for lane in range(L))
-        read_addr = Cat(word[:word_bits], bank[:bank_bits])
+        # The lane's copy of Cat(word, bank): set with ``go``, counting with ``send`` (a carry
+        # into the bank bits past the pass's last word reads nothing that is kept). Its next
+        # value reads its own output, so synthesis keeps the copies apart.
+        for lane, read_advance in enumerate(read_advances):
+            read_addr = Signal(word_bits + bank_bits, name=f"read_addr{lane}")
+            with m.If(go):
+                m.d.sync += read_addr.eq(Cat(Const(0, word_bits), chosen.bank[:bank_bits]))
+            with m.If(send):
+                m.d.sync += read_addr.eq(read_addr + 1)
+            for rd in (msb_rds[lane], lsb_rds[lane]):
+                m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(read_advance)]
         m.d.comb += [
-            msb_rd.addr.eq(read_addr), lsb_rd.addr.eq(read_addr), alive_rd.addr.eq(word),
-            msb_rd.en.eq(advance), lsb_rd.en.eq(advance), alive_rd.en.eq(advance),
+            alive_rd.addr.eq(word), alive_rd.en.eq(advance),
             dp.i.valid.eq(d_valids[0]),
             dp.i.payload.eq(d_beat),
         ]
@@ -429,11 +446,11 @@ class QKBlock(wiring.Component):
                 d_beat.alive.eq(alive_rd.data & k_in_range),
                 d_beat.last.eq(k_last),
             ]
-        shares = ADVANCE_COPIES - 1
-        for c, share_advance in enumerate(advances[1:]):
+        shares = len(share_advances)
+        for c, share_advance in enumerate(share_advances):
             with m.If(share_advance):
-                for field, rd in ((d_beat.msb, msb_rd), (d_beat.lsb, lsb_rd)):
-                    bits, words = field.as_value(), Value.cast(rd.data)
+                for field, rds in ((d_beat.msb, msb_rds), (d_beat.lsb, lsb_rds)):
+                    bits, words = field.as_value(), Cat(Value.cast(rd.data) for rd in rds)
                     part = slice(c * len(bits) // shares, (c + 1) * len(bits) // shares)
                     m.d.sync += bits[part].eq(words[part])
         with m.If(send):
@@ -491,19 +508,26 @@ class QKBlock(wiring.Component):
                 m.d.sync += scanning.eq(0)
 
         row = fetcher.o.payload
-        msb_wr = msb_mem.write_port(granularity=1)
-        lsb_wr = lsb_mem.write_port(granularity=1)
         row_lane = row.index[:lane_bits] if lane_bits else Const(0, 1)
-        lane_en = Const(1, L) << row_lane
-        write_addr = Cat((row.index >> lane_bits)[:word_bits], fetch_bank[:bank_bits])
-        m.d.comb += [
-            fetcher.o.ready.eq(1),
-            msb_wr.addr.eq(write_addr), lsb_wr.addr.eq(write_addr),
-            msb_wr.data.eq(Cat(row.row[:cfg.head_dim * cfg.msb_bits] for _ in range(L))),
-            lsb_wr.data.eq(Cat(row.row[:cfg.head_dim * cfg.lsb_bits] for _ in range(L))),
-            msb_wr.en.eq(Mux(fetcher.o.valid & (row.plane == MSB), lane_en, 0)),
-            lsb_wr.en.eq(Mux(fetcher.o.valid & (row.plane == LSB), lane_en, 0)),
-        ]
+        m.d.comb += fetcher.o.ready.eq(1)
+        # The fetcher's row is written a cycle late, from registers of the row's lane (loaded
+        # only for that lane, so they are not merged): the pass's registered word flags
+        # (``ready_now``) see a row two cycles after it arrives, so the write still lands
+        # before the word can be read.
+        for lane in range(L):
+            for_lane = fetcher.o.valid & (row_lane == lane)
+            write_addr = Signal(word_bits + bank_bits, name=f"write_addr{lane}")
+            write_row = Signal(len(row.row), name=f"write_row{lane}")
+            write_plane = [Signal(name=f"write_{name}{lane}") for name in ("msb", "lsb")]
+            m.d.sync += [write_plane[p].eq(for_lane & (row.plane == p)) for p in PLANES]
+            with m.If(for_lane):
+                m.d.sync += [write_addr.eq(Cat((row.index >> lane_bits)[:word_bits],
+                                               fetch_bank[:bank_bits])),
+                             write_row.eq(row.row)]
+            for p, mem, bits in ((MSB, msb_mems[lane], cfg.msb_bits), (LSB, lsb_mems[lane], cfg.lsb_bits)):
+                wr = mem.write_port()
+                m.d.comb += [wr.addr.eq(write_addr), wr.data.eq(write_row[:cfg.head_dim * bits]),
+                             wr.en.eq(write_plane[p])]
         # Each row's bytes count a cycle later, under per-counter flags registered from the
         # fetcher's output (its register → the owner's counter multiplexer → adder → write
         # decode was one path); a row's outputs leave many cycles after its last key arrives.

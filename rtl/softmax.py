@@ -8,8 +8,8 @@ Three stages work on different rows at once, so a row's normalize overlaps the n
 sum and the one after's receive:
 
 1. **Receive** ``L`` scores per beat into one of three row slots of the *score buffer*
-   (:class:`~amaranth.lib.memory.Memory`, ``3 × 2**ceil_log2(ceil(n_max / L))`` words of
-   ``L`` scores and alive flags) while a registered max tree folds them into the row's
+   (:class:`~amaranth.lib.memory.Memory` of ``L`` scores and alive flags a word, a slot
+   ``2**ceil_log2(ceil(n_max / L))`` words, the depth rounded up to a power of two) while a registered max tree folds them into the row's
    maximum.
 2. **Sum** reads the slot back one beat per cycle: ``d = max − s``, ``d·mant`` (a pipelined
    multiplier), ``+ half``, ``>> shift`` in two steps and saturation to ``y``; the exp ROM
@@ -183,8 +183,12 @@ class Softmax(wiring.Component):
 
         # ---- Stage 1: receive into a score slot, fold the maximum ------------------------
         entry = data.StructLayout({"score": signed(SB), "alive": 1})
+        # Its depth rounded up to a power of two: Yosys maps a 3·2**k-deep memory to RAMs
+        # stacked three deep behind a multiplexer (qk's worst path at 8c30c52), a 4·2**k-deep
+        # one to deeper, narrower RAMs with none.
         m.submodules.scores = scores = memory.Memory(
-            shape=data.ArrayLayout(entry, L), depth=SCORE_SLOTS << beat_bits, init=[])
+            shape=data.ArrayLayout(entry, L), depth=1 << ceil_log2(SCORE_SLOTS << beat_bits),
+            init=[])
         s_wr = scores.write_port()
         s_rd = scores.read_port()
 
