@@ -280,7 +280,10 @@ class TopK(wiring.Component):
                 # k-th largest; known from the words a pass compacts for the FIFO, so not
                 # after the last pass, which writes none).
                 all_equal = (level >= 2) & (level != cfg.levels) & pass_uniform
-                exact = Cat(compares[b] & ~compares[b + 1] & (counts[b] == k_left) for b in range(B))
+                # The picked bucket p is the last with counts[p] >= k_left, and counts fall
+                # with b, so counts[p] == k_left exactly when some counts[b] == k_left: no
+                # ">=" compare on the path to ``finish`` (seed 3 of 38e7a35's build had one).
+                exact = Cat(count_b == k_left for count_b in counts[:B])
                 m.d.sync += [
                     uniform.eq(all_equal),
                     finish.eq((level == cfg.levels) | all_equal | exact.any()),
@@ -374,15 +377,20 @@ class TopK(wiring.Component):
                 m.d.sync += at_least[b - 1][lane].eq(is_candidate & (current_digits[lane] >= b))
         # The counters: loaded with the slot's top-digit histogram while the FSM is IDLE (under
         # HIST_COPIES flags of their own, each enabling a share of the counters: the FSM's
-        # state drove all of them), restarted by each pass's first word.
+        # state drove all of them), restarted by each pass's first word, stepped by each
+        # word's popcounts a cycle after its masks (mask -> popcount -> adder was one path).
+        steps_valid, steps_first = Signal(), Signal()
+        steps = [Signal(range(C + 1), name=f"step_ge{b}") for b in range(1, B)]
+        m.d.sync += [steps_valid.eq(masks_valid), steps_first.eq(masks_first),
+                     *(step.eq(popcount(mask)) for step, mask in zip(steps, at_least))]
         loading = enable_copies(m, "hist_loading", min(HIST_COPIES, B - 1),
                                 if_enabled=state[sel_slot] != RECEIVED, if_stalled=select_done)
         for b in range(1, B):
             counter = hist[b - 1]
             with m.If(loading[(b - 1) * len(loading) // (B - 1)]):
                 m.d.sync += counter.eq(slot_hist[sel_slot][b - 1])
-            with m.If(masks_valid):
-                m.d.sync += counter.eq(Mux(masks_first, 0, counter) + popcount(at_least[b - 1]))
+            with m.If(steps_valid):
+                m.d.sync += counter.eq(Mux(steps_first, 0, counter) + steps[b - 1])
 
         m.submodules.fifo_eliminator = fifo_eliminator = ZeroEliminator(signed(W), C)
         m.submodules.fifo_packer = fifo_packer = Packer(signed(W), C, C, always_ready=True)
@@ -401,30 +409,33 @@ class TopK(wiring.Component):
         with m.If(fifo_packer.o.valid):
             m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
         # Whether the pass's candidates are all equal, checked on the compacted words the zero
-        # eliminator gives the packer: each candidate against the pass's first (``pass_value``).
-        # The lanes' compares are registered, then AND-ed into the flag: complete one cycle
-        # after the eliminator, before the packer (three cycles) writes the FIFO, so within
-        # PASS_DRAIN; a pass but the last (the only kind that writes the FIFO) knows it at
-        # its COMPARE.
+        # eliminator gives the packer: each word's candidates against its first, and that one
+        # against the pass's first (``pass_value``; a multiplexer choosing the reference of
+        # every lane's compare was a critical path). The compares are registered, then AND-ed
+        # into the flag: complete one cycle after the eliminator, before the packer (three
+        # cycles) writes the FIFO, so within PASS_DRAIN; a pass but the last (the only kind
+        # that writes the FIFO) knows it at its COMPARE.
         compacted = fifo_eliminator.o.payload
         has_reference = pass_started & ~pass_first
-        reference = Mux(has_reference, pass_value, compacted.data[0])
-        lanes_same = Signal(C)
+        lanes_same = Signal(C - 1)
+        head_same = Signal()           # the word's first candidate equals the pass's (or is its first)
         lanes_valid, lanes_first = Signal(), Signal()
         m.d.sync += [
             lanes_valid.eq(fifo_eliminator.o.valid),
             lanes_first.eq(pass_first),
-            lanes_same.eq(Cat((lane >= compacted.count) | (compacted.data[lane] == reference)
-                              for lane in range(C))),
+            lanes_same.eq(Cat((lane >= compacted.count) | (compacted.data[lane] == compacted.data[0])
+                              for lane in range(1, C))),
+            head_same.eq((compacted.count == 0) | ~has_reference | (compacted.data[0] == pass_value)),
         ]
+        with m.If(fifo_eliminator.o.valid & ~has_reference):
+            m.d.sync += pass_value.eq(compacted.data[0])
         with m.If(fifo_eliminator.o.valid):
             m.d.sync += [
-                pass_value.eq(reference),
                 pass_started.eq(has_reference | (compacted.count != 0)),
                 pass_first.eq(compacted.last),
             ]
         with m.If(lanes_valid):
-            m.d.sync += pass_uniform.eq((lanes_first | pass_uniform) & lanes_same.all())
+            m.d.sync += pass_uniform.eq((lanes_first | pass_uniform) & lanes_same.all() & head_same)
 
         # ---- Stage 3: emit in input order ---------------------------------------------
         # read (the memory's data port) -> fetched (a register: no logic after the block

@@ -82,4 +82,4 @@ class TopKConfig(BlockConfig):
     #: emit stage: ring entries of the output packer, in units of ``comparators``
     EMIT_PACKER_RINGS = 4
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
-    LAST_PASS_DRAIN = 4
+    LAST_PASS_DRAIN = 5
