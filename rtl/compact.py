@@ -7,8 +7,9 @@ shifter layers move an element left by ``2**r`` when bit ``r`` of that count is 
 full output words, so a FIFO or an output stream carries no holes.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
@@ -213,8 +214,8 @@ class Packer(wiring.Component):
     depth : int
         Ring entries, a power of two ``≥ 2 * width_in`` (default ``2 * width_in``).
     output_register : bool
-        ``o`` leaves a register (one cycle more latency): the head's window multiplexer
-        then ends in a flip-flop, not in the consumer's logic.
+        ``o`` leaves a two-entry buffer (one cycle more latency): the head's window
+        multiplexer then ends in a flip-flop, and ``o.ready`` reaches no logic of the ring.
 
     Attributes
     ----------
@@ -223,7 +224,7 @@ class Packer(wiring.Component):
     """
 
     #: independent copies of the tail counter (each steers a group of ring positions)
-    TAIL_COPIES = 4
+    TAIL_COPIES = 16
     #: independent copies of the head counter (each selects a group of the word's elements)
     HEAD_COPIES = 4
 
@@ -279,9 +280,18 @@ class Packer(wiring.Component):
             word.last.eq(ending & (fill <= wout)),
         ]
         if self._output_register:
-            m.d.comb += word_ready.eq(~self.o.valid | self.o.ready)
-            with m.If(word_ready):
-                m.d.sync += [self.o.valid.eq(word_valid), self.o.payload.eq(word)]
+            # Two entries, so the head's ready is the buffer's (from its fill counter) and not
+            # the consumer's ``o.ready``: a one-register stage (ready = ~valid | o.ready) put
+            # the consumer's logic in front of the head counters' enables.
+            m.submodules.out_buffer = out_buffer = SyncFIFO(width=Shape.cast(word.shape()).width, depth=2)
+            m.d.comb += [
+                out_buffer.w_data.eq(word.as_value()),
+                out_buffer.w_en.eq(word_valid),
+                word_ready.eq(out_buffer.w_rdy),
+                self.o.valid.eq(out_buffer.r_rdy),
+                self.o.payload.eq(out_buffer.r_data),
+                out_buffer.r_en.eq(self.o.ready),
+            ]
         else:
             m.d.comb += [self.o.valid.eq(word_valid), self.o.payload.eq(word), word_ready.eq(self.o.ready)]
         # The word at the head. Every word but a vector's last takes exactly wout entries,
@@ -306,11 +316,11 @@ class Packer(wiring.Component):
             m.d.comb += self.i.ready.eq(1)
         else:
             # Registered: the next cycle's "no vector ending, room for a full beat", so
-            # i.ready leaves a flip-flop. The room does not count the word leaving this
-            # cycle (o.ready would be on the path): at most one word conservative.
+            # i.ready leaves a flip-flop. Neither counts the word leaving this cycle (the
+            # head's handshake would be on the path): the room is at most one word
+            # conservative, and after a vector's last word i.ready stays low a cycle more.
             ready = Signal(init=1)
-            ending_next = Mux(out_last, 0, ending | placed_last)
-            m.d.sync += ready.eq(~ending_next & ~shifted_last & ~(entering & self.i.payload.last)
+            m.d.sync += ready.eq(~ending & ~placed_last & ~shifted_last & ~(entering & self.i.payload.last)
                                  & (occupied + given <= size - win))
             m.d.comb += self.i.ready.eq(ready)
 
@@ -354,10 +364,11 @@ class Packer(wiring.Component):
         for s in range(size):
             with m.If(placed_valid[s]):
                 m.d.sync += ring[s].eq(placed[s])
-        m.d.sync += [
-            fill.eq(fill - taken + placed_count),
-            *(h.eq(h + taken) for h in heads),
-        ]
+        # A word that does not end the vector takes exactly wout entries, and the one that
+        # does resets the heads: so they step by the constant wout (no count on the path).
+        m.d.sync += fill.eq(fill - taken + placed_count)
+        with m.If(word_valid & word_ready):
+            m.d.sync += [h.eq(h + wout) for h in heads]
         with m.If(placed_last):
             m.d.sync += ending.eq(1)
         with m.If(out_last):

@@ -192,6 +192,7 @@ def cycles(scores, k, cfg=TopKConfig()):
     read = fetched = compared = classed = decided = stage1 = stage2 = stage3 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
+    left_before = False                    # a vector's last word left the packer the cycle before
     taken_before = 0                       # entries the packer output in the cycle before
     shifted = placed = None                # (kept, last) in the packer's two rotation stages
     cycle = 0
@@ -223,7 +224,7 @@ def cycles(scores, k, cfg=TopKConfig()):
         placed_count, placed_last = placed if placed is not None else (0, False)
         shifted_count, shifted_last = shifted if shifted is not None else (0, False)
         head_ready = bool(queue) and cycle >= queue[0][0] + 2 and cycle > last_pop
-        packer_ready = (not ending and not placed_last and not shifted_last
+        packer_ready = (not ending and not left_before and not placed_last and not shifted_last
                         and fill + placed_count + shifted_count + taken_before
                         <= cfg.emit_packer_depth - C)
         popped = head_ready and packer_ready
@@ -232,8 +233,9 @@ def cycles(scores, k, cfg=TopKConfig()):
         if popped:
             _, shifted = queue.pop(0)
             last_pop = cycle
-        if out_valid and out_last:
-            last_out[out_vec] = cycle + 1         # through the packer's output register
+        left_before = out_valid and out_last      # the packer's i.ready waits a cycle after it
+        if left_before:
+            last_out[out_vec] = cycle + 1         # through the packer's output buffer
             out_vec += 1
             next_ending = False
         issued = None
