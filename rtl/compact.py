@@ -274,10 +274,11 @@ class Packer(wiring.Component):
         # The word at the head (``word``), offered as ``o`` or through the output register.
         word = Signal(dense_beat(self._elem_shape, wout))
         word_valid, word_ready = Signal(), Signal()
+        has_word = Signal()             # fill > wout, as a register (next to fill's)
         m.d.comb += [
-            word_valid.eq((fill > wout) | ending),
-            word.count.eq(Mux(fill > wout, wout, fill)),
-            word.last.eq(ending & (fill <= wout)),
+            word_valid.eq(has_word | ending),
+            word.count.eq(Mux(has_word, wout, fill)),
+            word.last.eq(ending & ~has_word),
         ]
         if self._output_register:
             # Two entries, so the head's ready is the buffer's (from its fill counter) and not
@@ -366,13 +367,19 @@ class Packer(wiring.Component):
                 m.d.sync += ring[s].eq(placed[s])
         # A word that does not end the vector takes exactly wout entries, and the one that
         # does resets the heads: so they step by the constant wout (no count on the path).
-        m.d.sync += fill.eq(fill - taken + placed_count)
+        fill_next = Signal.like(fill)
+        m.d.comb += fill_next.eq(fill - taken + placed_count)
+        m.d.sync += [fill.eq(fill_next), has_word.eq(fill_next > wout)]
         with m.If(word_valid & word_ready):
             m.d.sync += [h.eq(h + wout) for h in heads]
         with m.If(placed_last):
             m.d.sync += ending.eq(1)
+        # The next vector starts at entry 0: its beats enter only once the ring is empty
+        # (i.ready needs ~ending, or the always_ready promise of idle cycles), so the tails
+        # restart as the last beat enters (its rotation has read them) and the heads as
+        # the last word leaves.
+        with m.If(entering & self.i.payload.last):
+            m.d.sync += [t.eq(0) for t in tails]
         with m.If(out_last):
-            # The ring is empty and nothing enters now (i.ready needs ~ending, or the
-            # always_ready promise of idle cycles): the next vector starts at entry 0.
-            m.d.sync += [ending.eq(0), *(h.eq(0) for h in heads), *(t.eq(0) for t in tails)]
+            m.d.sync += [ending.eq(0), *(h.eq(0) for h in heads)]
         return m
