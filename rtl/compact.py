@@ -223,7 +223,8 @@ class Packer(wiring.Component):
     o : Out(stream) of :func:`dense_beat` ``(width_out)``
     """
 
-    #: independent copies of the tail counter (each steers a group of ring positions)
+    #: independent copies of the tail counter (each steers a group of ring positions; with 4,
+    #: one copy's fan-out was topk's worst path; 8 crash Yosys 0.70's ``abc_ops -reintegrate``)
     TAIL_COPIES = 16
     #: independent copies of the head counter (each selects a group of the word's elements)
     HEAD_COPIES = 4
@@ -271,7 +272,7 @@ class Packer(wiring.Component):
         shifted_high = Signal(range(size))
         occupied = Signal(range(size + 1))   # fill + both stages' counts: accepted, not yet output
 
-        # The word at the head (``word``), offered as ``o`` or through the output register.
+        # The word at the head (``word``), offered as ``o`` or through the output buffer.
         word = Signal(dense_beat(self._elem_shape, wout))
         word_valid, word_ready = Signal(), Signal()
         has_word = Signal()             # fill > wout, as a register (next to fill's)
