@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .board import BoardTop
+from .netlist import absorb_file
 
 __all__ = ["Board", "BOARDS", "CriticalPath", "FpgaReport", "build", "critical_path", "parse_report", "tool_paths"]
 
@@ -167,6 +168,7 @@ class FpgaReport:
     clocks: dict = field(default_factory=dict)   # net -> {"achieved", "constraint"} MHz
     cells: dict = field(default_factory=dict)    # nextpnr cell type -> {"used", "available"}
     steps: dict = field(default_factory=dict)    # step -> seconds
+    ram_output_registers: int = 0   # block-RAM read ports given their output register (ECP5)
     report: dict = field(default_factory=dict, repr=False)  # raw nextpnr report
 
     @property
@@ -392,7 +394,7 @@ def _retarget_clocks(plan, board, freq_mhz):
 
 
 def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=None,
-          progress=print, wrap=True, timeout=None):
+          progress=print, wrap=True, timeout=None, ram_output_registers=True):
     """Build ``component`` for ``board`` and return an :class:`FpgaReport`.
 
     Parameters
@@ -411,6 +413,11 @@ def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=N
         iCE40, 100 MHz ECP5).
     progress : callable or None
         Called with one line per step (synth, place-and-route, pack).
+    ram_output_registers : bool
+        ECP5: move the flip-flops that register a block RAM's read data into the RAM's
+        output register (:mod:`.netlist`) between Yosys and nextpnr (the generated
+        ``build_<name>.sh`` does not; run ``python -m attnforge.fpga.netlist <name>.json``
+        after its Yosys step to repeat a build by hand).
     """
     board = get_board(board)
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
@@ -441,6 +448,7 @@ def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=N
     commands = json.loads(plan.files[f"build_{name}.json"])["commands"]
     env = _tool_env()
     steps = {}
+    absorbed = []
     say(f"[{board.name}] {name}: build in {root} (seed {seed}, target {freq_mhz:g} MHz)")
     for argv in commands:
         tool = argv[0]
@@ -468,6 +476,10 @@ def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=N
             raise RuntimeError(f"{step} ({tool}) failed with exit status {rc} after "
                                f"{dt:.1f} s in {root}; log tail:\n{tail}")
         say(f"[{board.name}] {step:<16} {dt:7.1f} s")
+        if tool == "yosys" and board.family == "ecp5" and ram_output_registers:
+            absorbed = absorb_file(root / f"{name}.json")
+            say(f"[{board.name}] {'ram-outreg':<16} {len(absorbed)} block-RAM read ports took "
+                f"their output register ({sum(a.bits for a in absorbed)} flip-flops)")
 
     elapsed = time.monotonic() - t_start
     with open(root / report_file) as f:
@@ -476,6 +488,7 @@ def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=N
     result = parse_report(report, board, netlist_cells=netlist_cell_counts(root / f"{name}.json"),
                           seed=int(seed), bitstream=bitstream, elapsed_s=elapsed,
                           target_mhz=freq_mhz, steps=steps)
+    result.ram_output_registers = len(absorbed)
     say(f"[{board.name}] done in {elapsed:.1f} s: Fmax {result.fmax_mhz:.1f} MHz, "
         f"{result.lut} LUT4, {result.ff} FF, {result.dsp} DSP, {result.bram} BRAM")
     return result

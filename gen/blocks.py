@@ -151,13 +151,17 @@ def _source_digest():
     return digest.digest()
 
 
-def generate(name, cfg, build_root=None, out_dir=None):
-    """Write ``<name>.sv`` and its manifest (cached by configuration); return both paths."""
+def generate(name, cfg, build_root=None, out_dir=None, platform=None):
+    """Write ``<name>.sv`` and its manifest (cached by configuration and platform); return both
+    paths. ``platform``: see :func:`~attnforge.gen.verilog.write_block`."""
     block = BLOCKS[name]
     if out_dir is None:
-        key = hashlib.sha1(json.dumps(cfg.as_dict(), sort_keys=True).encode() + _source_digest()).hexdigest()[:12]
+        target = type(platform).__qualname__ if platform is not None else ""
+        key = hashlib.sha1(json.dumps([cfg.as_dict(), target], sort_keys=True).encode()
+                           + _source_digest()).hexdigest()[:12]
         out_dir = Path(build_root or "build") / "gen" / f"{name}-{key}"
         sv, manifest = out_dir / f"{name}.sv", out_dir / f"{name}.json"
         if sv.exists() and manifest.exists():
             return sv, manifest
-    return write_block(block.component(cfg), name, out_dir, cfg.as_dict(), cfg.manifest_notes())
+    return write_block(block.component(cfg), name, out_dir, cfg.as_dict(), cfg.manifest_notes(),
+                       platform=platform)

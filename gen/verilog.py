@@ -25,9 +25,9 @@ from amaranth.lib import data, stream, wiring
 __all__ = ["emit_verilog", "layout_fields", "stream_ports", "write_block"]
 
 
-def emit_verilog(component, name):
-    """Elaborate ``component`` to SystemVerilog text with top module ``name``."""
-    text = rtlil.convert(component, name=name, emit_src=False)
+def emit_verilog(component, name, platform=None):
+    """Elaborate ``component`` for ``platform`` to SystemVerilog text with top module ``name``."""
+    text = rtlil.convert(component, name=name, emit_src=False, platform=platform)
     yosys = find_yosys(lambda version: version >= (0, 40))
     script = "\n".join([
         f"read_rtlil <<rtlil\n{text}\nrtlil",
@@ -92,13 +92,16 @@ def _plain_ports(component):
     return ports
 
 
-def write_block(component, name, out_dir, parameters, extra=None):
+def write_block(component, name, out_dir, parameters, extra=None, platform=None):
     """Write ``<name>.sv`` and ``<name>.json`` into ``out_dir``; return both paths.
+
+    ``platform`` is what the component elaborates for (``None``: no platform; the
+    testbenches pass :data:`attnforge.rtl.ram.CHECKED`).
 
     Both files are written to temporaries first, so a failure leaves nothing half-written.
     """
     out_dir = Path(out_dir)
-    verilog = emit_verilog(component, name)
+    verilog = emit_verilog(component, name, platform)
     manifest = {
         "module": name,
         "parameters": dict(parameters),

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..configs.butterfly import ButterflyConfig
 from ..sim import butterfly as model
+from ..rtl.ram import CHECKED
 from .harness import start
 from .streams import StreamSink, StreamSource
 
@@ -400,7 +401,7 @@ def simulate(re, im, cfg=ButterflyConfig(), *, modes=None, layer=None, sim="veri
         if wrong.size:
             raise ValueError(f"transform {wrong[0]}: N={lengths[wrong[0]]} but the layer's "
                              f"weights are for N={layer.n}")
-    sv, manifest = generate("butterfly", cfg, build_root=build_root)
+    sv, manifest = generate("butterfly", cfg, build_root=build_root, platform=CHECKED)
     job = {"re": np.concatenate(re_list), "im": np.concatenate(im_list), "lengths": lengths,
            "modes": modes, "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
     if layer is not None:
@@ -726,7 +727,7 @@ def simulate_fnet(frames, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0
 
     frames = check_fnet_frames(frames, cfg)
     shapes = np.array([f.shape for f in frames], dtype=np.int64)
-    sv, manifest = generate("fnet", cfg, build_root=build_root)
+    sv, manifest = generate("fnet", cfg, build_root=build_root, platform=CHECKED)
     job = {"x": np.concatenate([f.ravel() for f in frames]), "shapes": shapes,
            "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
     result = run_job(sv, "fnet", "attnforge.tb.butterfly", job, testcase="fnet_job", sim=sim,
@@ -858,7 +859,7 @@ def simulate_bffn(x, ffn, cfg=ButterflyConfig(), *, sim="verilator", in_rate=1.0
     batch, n = x.shape
     if n != ffn.n:
         raise ValueError(f"x has rows of N={n} but the FFN's weights are for N={ffn.n}")
-    sv, manifest = generate("bffn", cfg, build_root=build_root)
+    sv, manifest = generate("bffn", cfg, build_root=build_root, platform=CHECKED)
     job = {"x": x.ravel(), "n": n, "in_rate": in_rate, "out_rate": out_rate, "seed": seed,
            **ffn.writes}
     result = run_job(sv, "bffn", "attnforge.tb.butterfly", job, testcase="bffn_job", sim=sim,

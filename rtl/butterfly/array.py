@@ -120,6 +120,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
 from ..pipeline import enable_copies, held_copies
+from ..ram import block_ram, read
 from ..stream import vector_beat
 from .delay import DelayLine
 from .pe import ButterflyPE, Mode, complex_layout, fft_coefs
@@ -283,11 +284,10 @@ class _Column(wiring.Component):
 
     An input register then the PEs: latency ``COLUMN_LATENCY = 2 + PE_LATENCY`` beats: the
     input register (beside it, the twiddle address decoded from the incoming beat's index),
-    then the operand register beside the twiddle ROM's and weight memories' read registers,
-    addressed by registers (the twiddle address; the input register's beat index), so no
-    address logic follows the bypass multiplexers of the columns and exchanges before and
-    the LUT ROMs start from flip-flops. Inactive (``N`` too short to use it): the input
-    register only.
+    then the operand register beside the twiddle ROM's read register (addressed by a
+    register, the twiddle address, so the LUT ROMs start from flip-flops) and the weight
+    words (block RAM read at the incoming beat's index beside the input register, then a
+    fabric register). Inactive (``N`` too short to use it): the input register only.
     ``en`` holds ``1 + lanes/2`` copies of the pipeline enable: bit 0 moves the column's
     registers and memory ports, bit ``1 + n`` PE ``n``. ``active`` (the transforms in the
     columns use this one) and ``real`` come from registers of the array's, one per column,
@@ -337,7 +337,6 @@ class _Column(wiring.Component):
         op = Signal(_beat(cfg), name="op_reg")
         with m.If(en):
             m.d.sync += [reg.eq(self.i), op.eq(reg)]
-        beat = reg.index            # the twiddle and weight addresses of the beat in ``op``
 
         # Twiddle ROM W_{2**(kmax+1)}**idx, one read port per PE, read beside the input register;
         # a word holds the PEs' twiddle coefficients (FFT-only three-multiplier PEs: fft_coefs).
@@ -389,8 +388,8 @@ class _Column(wiring.Component):
                 twiddles.append(tuple(port.data[k * tb:(k + 1) * tb].as_signed()
                                       for k in range(width)))
 
-        # Real mode: each PE's weights at the address of the beat number, read beside the
-        # input register; the column's shift register, set by every write to the column.
+        # Real mode: each PE's weights at the address of the beat number; the column's shift
+        # register, set by every write to the column.
         weights = []
         if cfg.linear:
             depth = max(cfg.n_max // sched.lanes, 2)
@@ -398,16 +397,23 @@ class _Column(wiring.Component):
             with m.If(self.w_en):
                 m.d.sync += real_shift.eq(self.w.shift)
             for n in range(len(pairs)):
-                mem = memory.Memory(shape=unsigned(4 * tb), depth=depth, init=[])
-                m.submodules[f"weights{n}"] = mem
-                wp, rp = mem.write_port(), mem.read_port()
+                # Written only while the array holds no beat (a pending write holds the
+                # input), so no read that meets a write is used.
+                mem = block_ram(m, f"weights{n}", shape=unsigned(4 * tb), depth=depth)
+                wp = mem.write_port()
                 m.d.comb += [
                     wp.addr.eq(self.w.addr),
                     wp.data.eq(Cat(*(self.w.coef[k] for k in range(4)))),
                     wp.en.eq(self.w_en & (self.w.pe == n)),
-                    rp.addr.eq(beat), rp.en.eq(en),
                 ]
-                weights.append([rp.data[k * tb:(k + 1) * tb].as_signed() for k in range(4)])
+                # Read a cycle early (at the incoming beat's index), so the word is registered
+                # twice, beside the input register and beside the operand register: the second
+                # register is the block RAM's output register on an ECP5 (rtl/ram.py), and the
+                # real/FFT multiplexer into the multipliers follows a 0.96 ns clock-to-out,
+                # not the 5.8 ns of the RAM's read.
+                word = read(m, f"weights{n}", mem, addr=self.i.index, en=en, platform=platform,
+                            writes=[wp], registers=2)
+                weights.append([word[k * tb:(k + 1) * tb].as_signed() for k in range(4)])
 
         active = self.active if not self.always_active(sched, self._index) else Const(1, 1)
         # Input register, PEs, and the flags beside them.

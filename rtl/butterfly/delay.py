@@ -1,9 +1,11 @@
 """Delay lines that advance with a pipeline enable: registers when short, block RAM when long."""
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
+
+from ..ram import block_ram, read
 
 __all__ = ["DelayLine"]
 
@@ -18,7 +20,7 @@ class DelayLine(wiring.Component):
 
     Up to :attr:`REGISTERS` entries it is a shift register (with a tap multiplexer when the
     length is chosen at run time). Longer lines are one ``lib.memory`` RAM of ``max_delay``
-    words (a power of two) with a synchronous, non-transparent read port: a write pointer
+    words (a power of two, :func:`~attnforge.rtl.ram.block_ram`) read through a register: a write pointer
     cycling through the words and a read pointer ``length - 1`` behind it, kept in a
     register of its own (so the length's decode and the subtraction stay off the RAM's
     address fan-out; after a change of ``length`` it catches up one cycle later); a run-time
@@ -77,24 +79,23 @@ class DelayLine(wiring.Component):
                             m.d.comb += self.o.eq(regs[k])
             return m
 
-        m.submodules.ram = ram = memory.Memory(shape=self._shape, depth=n, init=[])
+        # The read address trails the write pointer by ``length - 1`` ≥ 1 words (a length of
+        # 1 takes the register beside the RAM), so no read that meets the write is used.
+        ram = block_ram(m, "ram", shape=self._shape, depth=n)
         wr = ram.write_port()
-        rd = ram.read_port()
         ptr = Signal(ceil_log2(n))
-        read = Signal(ceil_log2(n), init=(1 - n) % n)       # ptr - length + 1
+        addr = Signal(ceil_log2(n), init=(1 - n) % n)       # ptr - length + 1
         length = self.length if self.variable else n
-        m.d.comb += [
-            wr.addr.eq(ptr), wr.data.eq(self.i), wr.en.eq(self.en),
-            rd.addr.eq(read), rd.en.eq(self.en),
-        ]
+        m.d.comb += [wr.addr.eq(ptr), wr.data.eq(self.i), wr.en.eq(self.en)]
         with m.If(self.en):
             m.d.sync += ptr.eq(ptr + 1)
-        m.d.sync += read.eq((ptr + self.en - length + 1)[:len(ptr)])
+        m.d.sync += addr.eq((ptr + self.en - length + 1)[:len(ptr)])
+        word = read(m, "ram", ram, addr=addr, en=self.en, platform=platform, writes=[wr])
         if not self.variable:
-            m.d.comb += self.o.eq(rd.data)
+            m.d.comb += self.o.eq(word)
         else:
             one = Signal(self._shape)
             with m.If(self.en):
                 m.d.sync += one.eq(self.i)
-            m.d.comb += self.o.eq(Mux(self.length == 1, one, rd.data))
+            m.d.comb += self.o.eq(Mux(self.length == 1, one, word))
         return m

@@ -28,10 +28,11 @@ Frames: ``log2l`` and ``log2d`` on a frame's first beat (``lanes ≤ L, D ≤ n_
 import dataclasses
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..ram import block_ram, read
 from ..stream import vector_beat
 from .array import ButterflyArray
 from .pe import Mode, complex_layout
@@ -177,11 +178,12 @@ class FNet(wiring.Component):
 
         # -- transpose buffer: lanes banks × two frames ----------------------------------------
         depth = 2 << fbits
+        # A frame is written only while its half is not full and read only while it is, so
+        # no read that meets a write is used.
         banks = []
         for b in range(P):
-            mem = memory.Memory(shape=complex_layout(cfg.width), depth=depth, init=[])
-            m.submodules[f"bank{b}"] = mem
-            banks.append((mem.write_port(), mem.read_port()))
+            mem = block_ram(m, f"bank{b}", shape=complex_layout(cfg.width), depth=depth)
+            banks.append((mem, mem.write_port()))
         full = [Signal(name="full0"), Signal(name="full1")]
         half_sizes = [Signal(sizes, name=f"sizes{h}") for h in range(2)]
 
@@ -197,7 +199,7 @@ class FNet(wiring.Component):
         w_addr = Signal(fbits)
         m.d.comb += w_addr.eq((w_row << minus_p(wsz.log2d)) | w_col)
         lanes_in = Array(rows.o.payload.data[k] for k in range(P))
-        for b, (wp, _) in enumerate(banks):
+        for b, (_, wp) in enumerate(banks):
             # bank b holds column lane λ with (λ + row) mod P = b
             m.d.comb += [
                 wp.addr.eq(Cat(w_addr, w_half)),
@@ -223,13 +225,14 @@ class FNet(wiring.Component):
         issue = advance & Array(full)[r_half] & (~(r_col == 0) | ~(r_blk == 0) | ~q_out.full)
         r_col_end = r_blk == pow2(minus_p(rsz.log2l)) - 1
         r_frame_end = r_col_end & (r_col == pow2(rsz.log2d) - 1)
-        for b, (_, rp) in enumerate(banks):
+        read_data = []
+        for b, (mem, wp) in enumerate(banks):
             lane = (b - r_col)[:p] if p else 0             # the output lane bank b serves
             row = (r_blk << p) | lane
-            m.d.comb += [
-                rp.addr.eq(Cat(((row << minus_p(rsz.log2d)) | (r_col >> p))[:fbits], r_half)),
-                rp.en.eq(issue),
-            ]
+            addr = Cat(((row << minus_p(rsz.log2d)) | (r_col >> p))[:fbits], r_half)
+            read_data.append(read(m, f"bank{b}", mem, addr=addr, en=issue, platform=platform,
+                                  writes=[wp]))
+        read_data = Array(read_data)
         sel = Signal(p)                                   # output lane l reads bank (c + l) mod P
         r_last = Signal()
         r_log2l = Signal(range(lmax + 1))
@@ -248,7 +251,6 @@ class FNet(wiring.Component):
                         m.d.sync += full[h].eq(0)
         m.d.comb += [q_out.push.eq(issue & (r_col == 0) & (r_blk == 0)),
                      q_out.w.eq(rsz)]
-        read_data = Array(rp.data for _, rp in banks)
         m.d.comb += [
             *(cols.i.payload.data[k].eq(read_data[(sel + k)[:p] if p else 0]) for k in range(P)),
             cols.i.payload.log2n.eq(r_log2l),

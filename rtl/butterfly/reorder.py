@@ -13,10 +13,11 @@ banks at once, and a ``lanes``-way multiplexer per output lane picks its bank.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..ram import block_ram, read
 from ..stream import vector_beat
 from .pe import complex_layout
 
@@ -87,11 +88,12 @@ class ReorderBuffer(wiring.Component):
         tbits = lmax - p                        # beat-number bits of the longest transform
         words = 1 << tbits
 
+        # Ping-pong halves: a half is written only while it is not full and read only while
+        # it is, so no read that meets a write is used.
         banks = []
         for b in range(P):
-            mem = memory.Memory(shape=complex_layout(cfg.width), depth=2 * words, init=[])
-            m.submodules[f"bank{b}"] = mem
-            banks.append((mem.write_port(), mem.read_port()))
+            mem = block_ram(m, f"bank{b}", shape=complex_layout(cfg.width), depth=2 * words)
+            banks.append((mem, mem.write_port()))
 
         full = [Signal(name="full0"), Signal(name="full1")]
         half_log2n = [Signal(range(lmax + 1), name=f"log2n{h}", init=p) for h in range(2)]
@@ -111,7 +113,7 @@ class ReorderBuffer(wiring.Component):
                 with m.Case(log2n):
                     m.d.comb += h_value.eq(sum((w_beat[t] << mm for t, mm in h), Const(0, p)))
         lanes_in = Array(self.w.data[lane] for lane in range(P))
-        for b, (wr, _) in enumerate(banks):
+        for b, (_, wr) in enumerate(banks):
             m.d.comb += [
                 wr.addr.eq(Cat(w_beat[:tbits], w_half)),
                 wr.data.eq(lanes_in[h_value ^ b]),
@@ -143,8 +145,9 @@ class ReorderBuffer(wiring.Component):
             for log2n in sched.log2n_range:
                 with m.Case(log2n):
                     self._read_plan(m, log2n, t_out, addrs, sel_now)
-        for b, (_, rd) in enumerate(banks):
-            m.d.comb += [rd.addr.eq(Cat(addrs[b][:tbits], r_half)), rd.en.eq(issue)]
+        read_data = Array(read(m, f"bank{b}", mem, addr=Cat(addrs[b][:tbits], r_half), en=issue,
+                               platform=platform, writes=[wr])
+                          for b, (mem, wr) in enumerate(banks))
         sel = [Signal(range(P), name=f"sel{lane}") for lane in range(P)]
         last = Signal()
         with m.If(advance):
@@ -177,7 +180,6 @@ class ReorderBuffer(wiring.Component):
         freed = [r_done & (r_half == h) for h in range(2)]
         still_full = Array(full[h] & ~freed[h] for h in range(2))
         m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_half], ~still_full[~w_half]))
-        read_data = Array(rd.data for _, rd in banks)
         for lane in range(P):
             m.d.comb += self.o.payload.data[lane].eq(read_data[sel[lane]])
         m.d.comb += self.o.payload.last.eq(last)
