@@ -21,7 +21,7 @@ Three stages work on three vector slots of one buffer memory at once, so receivi
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -30,6 +30,7 @@ from ..configs.topk import TopKConfig
 from .stream import vector_beat
 from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
 from .pipeline import enable_copies
+from .ram import block_ram, read
 
 __all__ = ["TopK", "input_beat", "output_beat"]
 
@@ -116,14 +117,16 @@ class TopK(wiring.Component):
         word_shape = data.ArrayLayout(signed(W), C)
 
         # Three vector slots in one buffer: slot s holds words s*words .. s*words+words-1.
-        m.submodules.buffer = buffer = memory.Memory(shape=word_shape, depth=3 * cfg.words, init=[])
+        # Each stage reads and writes only the slot it owns (a read port's address may point
+        # at another slot while its data is unused), so no read that meets a write is used.
+        # The reads (rtl/ram.py) are registered twice: the block RAM's read register, then
+        # its output register, which is what the fabric sees.
+        buffer = block_ram(m, "buffer", shape=word_shape, depth=3 * cfg.words)
         receive_port = buffer.write_port(granularity=L)
-        select_port = buffer.read_port()
-        emit_port = buffer.read_port()
-        # Ping-pong candidate FIFOs of the select passes, one memory.
-        m.submodules.fifo = fifo = memory.Memory(shape=word_shape, depth=2 * cfg.words, init=[])
+        # Ping-pong candidate FIFOs of the select passes, one memory: a pass reads one half
+        # while it writes the other.
+        fifo = block_ram(m, "fifo", shape=word_shape, depth=2 * cfg.words)
         fifo_write = fifo.write_port()
-        fifo_read = fifo.read_port()
 
         # Per-slot state, written by the stage that owns the slot.
         state = Array(Signal(2, name=f"slot{s}_state") for s in range(3))
@@ -206,10 +209,10 @@ class TopK(wiring.Component):
         wait = Signal(range(cfg.PASS_DRAIN + 1))
         k_wanted, n_here = slot_k[sel_slot], slot_n[sel_slot]
 
-        m.d.comb += [
-            select_port.addr.eq(Cat(scan_word[:word_bits], sel_slot)),
-            fifo_read.addr.eq(Cat(scan_word[:word_bits], ~level[0])),   # FIFO (level-1) % 2
-        ]
+        buffer_word = read(m, "select", buffer, addr=Cat(scan_word[:word_bits], sel_slot), en=1,
+                           platform=platform, writes=[receive_port], registers=2)
+        fifo_word_read = read(m, "fifo", fifo, addr=Cat(scan_word[:word_bits], ~level[0]),  # FIFO (level-1) % 2
+                              en=1, platform=platform, writes=[fifo_write], registers=2)
         read_valid = Signal()          # the source's data port holds a word this cycle
         read_word = Signal(range(cfg.words))
         read_last = Signal()
@@ -327,16 +330,12 @@ class TopK(wiring.Component):
         fetched_first = Signal()
         fetched_present = Signal(range(C + 1))      # leading lanes that hold candidates
         from_buffer = Signal()                      # the pass reads the vector's slot (level 2)
-        buffer_word = Signal(word_shape)
-        fifo_word_read = Signal(word_shape)
         remaining = source_count - read_word * C
         m.d.sync += [
             fetched_valid.eq(read_valid),
             fetched_last.eq(read_last),
             fetched_first.eq(read_first),
             from_buffer.eq(level == 2),
-            buffer_word.eq(select_port.data),
-            fifo_word_read.eq(fifo_read.data),
             fetched_present.eq(Mux(remaining > C, C, remaining)),
         ]
         fetched = Signal(word_shape)
@@ -438,8 +437,8 @@ class TopK(wiring.Component):
             m.d.sync += pass_uniform.eq((lanes_first | pass_uniform) & lanes_same.all() & head_same)
 
         # ---- Stage 3: emit in input order ---------------------------------------------
-        # read (the memory's data port) -> fetched (a register: no logic after the block
-        # RAM's clock-to-out) -> compared (> and = the k-th value) -> classified (ties before
+        # read (the block RAM's read register) -> fetched (its output register: no logic
+        # after the RAM's clock-to-out) -> compared (> and = the k-th value) -> classified (ties before
         # each lane) -> decided (the kept lanes) -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
         # FIFO ever stalls: a word is read only with a credit, one per FIFO entry, returned
         # when the packer takes the entry. So no ready signal crosses the pipeline.
@@ -484,17 +483,18 @@ class TopK(wiring.Component):
         issue = (credits != 0) & emitting
         popped = emit_fifo.r_rdy & emit_fifo.r_en
         m.d.sync += credits.eq(credits - issue + popped)
-        m.d.comb += emit_port.addr.eq(Cat(emit_word[:word_bits], emit_slot))
-        read = Signal(word_info)
+        fetch_values = read(m, "emit", buffer, addr=Cat(emit_word[:word_bits], emit_slot), en=1,
+                            platform=platform, writes=[receive_port], registers=2)
+        read_info = Signal(word_info)
         read_full = Signal()
         m.d.sync += [
             read_full.eq(issue),
-            read.word.eq(emit_word),
-            read.present.eq(Mux(emit_final, emit_tail, C)),
-            read.first.eq(emit_first),
-            read.last.eq(emit_final),
-            read.threshold.eq(emit_threshold),
-            read.ties.eq(emit_ties),
+            read_info.word.eq(emit_word),
+            read_info.present.eq(Mux(emit_final, emit_tail, C)),
+            read_info.first.eq(emit_first),
+            read_info.last.eq(emit_final),
+            read_info.threshold.eq(emit_threshold),
+            read_info.ties.eq(emit_ties),
         ]
         with m.If(issue):
             m.d.sync += [
@@ -511,8 +511,7 @@ class TopK(wiring.Component):
 
         fetch = Signal(word_info)
         fetch_full = Signal()
-        fetch_values = Signal(word_shape)
-        m.d.sync += [fetch_full.eq(read_full), fetch.eq(read), fetch_values.eq(emit_port.data)]
+        m.d.sync += [fetch_full.eq(read_full), fetch.eq(read_info)]
 
         # compared: each lane against the threshold (> and =), nothing else in the cycle.
         compared = Signal(word_info)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..configs.topk import TopKConfig
 from ..sim import topk as model
+from ..rtl.ram import CHECKED
 from .harness import start
 from .streams import StreamSink, StreamSource
 
@@ -66,7 +67,7 @@ def simulate(scores, k, cfg=TopKConfig(), *, sim="verilator", in_rate=1.0, out_r
     k = np.asarray(k, dtype=np.int64)
     model.check_batch(vectors, k, cfg)
     lengths = np.array([len(row) for row in vectors], dtype=np.int64)
-    sv, manifest = generate("topk", cfg, build_root=build_root)
+    sv, manifest = generate("topk", cfg, build_root=build_root, platform=CHECKED)
     job = {"scores": np.concatenate(vectors), "lengths": lengths, "k": k,
            "in_rate": in_rate, "out_rate": out_rate, "seed": seed}
     result = run_job(sv, "topk", "attnforge.tb.topk", job, sim=sim, manifest=manifest,
