@@ -27,6 +27,7 @@ port constraint is rewritten to ``freq_mhz`` in the build plan as well;
 board clock; only the timing-driven placement and the reported slack target
 the higher frequency.  ``fmax_mhz`` is what nextpnr achieved either way.
 """
+import dataclasses
 import json
 import os
 import re
@@ -488,7 +489,7 @@ def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=N
     result = parse_report(report, board, netlist_cells=netlist_cell_counts(root / f"{name}.json"),
                           seed=int(seed), bitstream=bitstream, elapsed_s=elapsed,
                           target_mhz=freq_mhz, steps=steps)
-    result.ram_output_registers = len(absorbed)
+    result = dataclasses.replace(result, ram_output_registers=len(absorbed))
     say(f"[{board.name}] done in {elapsed:.1f} s: Fmax {result.fmax_mhz:.1f} MHz, "
         f"{result.lut} LUT4, {result.ff} FF, {result.dsp} DSP, {result.bram} BRAM")
     return result
