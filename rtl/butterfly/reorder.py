@@ -106,12 +106,21 @@ class ReorderBuffer(wiring.Component):
             w_beat.eq(Mux(self.w.first, 0, w_count)),
             self.w_ready.eq(~Array(full)[w_half]),
         ]
-        h_value = Signal(p)
+        # h(T) of the beat after this one, registered: a transform's first beat has h(0) = 0,
+        # so the lane rotation into the banks never waits for the length's decode (the
+        # length and the first flag come straight from the array's input stream).
+        next_beat = Signal.like(w_beat)
+        h_next = Signal(p)
+        h_reg = Signal(p)
+        m.d.comb += next_beat.eq(w_beat + 1)
         with m.Switch(self.w_log2n):
             for log2n in sched.log2n_range:
                 h, _ = sched.reorder_map(log2n)
                 with m.Case(log2n):
-                    m.d.comb += h_value.eq(sum((w_beat[t] << mm for t, mm in h), Const(0, p)))
+                    m.d.comb += h_next.eq(sum((next_beat[t] << mm for t, mm in h), Const(0, p)))
+        with m.If(self.w_en):
+            m.d.sync += h_reg.eq(h_next)
+        h_value = Mux(self.w.first, 0, h_reg)
         lanes_in = Array(self.w.data[lane] for lane in range(P))
         for b, (_, wr) in enumerate(banks):
             m.d.comb += [
