@@ -76,13 +76,13 @@ The pipeline advances as one when its output register is empty or being read
 (``i.ready = ~o.valid | o.ready``); bubbles from input gaps travel through it.
 """
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
 from ..dsp import DSP_WIDTH, multiply
-from ..pipeline import stage
+from ..pipeline import held_copies, stage
 
 __all__ = ["Mode", "complex_layout", "pe_input_layout", "pe_output_layout", "fft_coefs",
            "csd_digits", "ButterflyPE"]
@@ -249,7 +249,6 @@ class ButterflyPE(wiring.Component):
         cfg = self.config
         W, T, F = cfg.width, cfg.twiddle_bits, cfg.coef_frac
         acc = signed(T + W + 2)
-        shift_shape = signed(cfg.shift_bits)
         inp = self.i.payload
 
         # The whole pipeline moves when the output register is free or being read.
@@ -311,12 +310,19 @@ class ButterflyPE(wiring.Component):
         base_im = Signal(acc)
         m.d.comb += [base_re.eq(b_x0.re << F), base_im.eq(b_x0.im << F)]
         c_valid = Signal()
-        c_shift = Signal(shift_shape)
         c_last = Signal()
         c_y = [Signal(acc, name=f"c_{n}") for n in ("y0re", "y0im", "y1re", "y1im")]
+        # The shift amount F + shift - (F + SHIFT_MIN), one register per output: each steers
+        # the selects of its own shifter (the 16-PE builds' worst path at seeds 1 and 2 was
+        # one shift register → 7–9 ns of routing to all four shifters).
+        # (held_copies: four plain registers of one value would be merged by synthesis.)
+        amount_next = (b_shift - cfg.SHIFT_MIN)[:cfg.shift_bits]
+        bits = [held_copies(m, f"c_amount{k}_", 4, load=en, value=amount_next[k])
+                for k in range(cfg.shift_bits)]
+        amounts = [Cat(*(bit[n] for bit in bits)) for n in range(4)]
         with m.If(en):
             m.d.sync += [
-                c_valid.eq(b_valid), c_shift.eq(b_shift), c_last.eq(b_last),
+                c_valid.eq(b_valid), c_last.eq(b_last),
                 c_y[0].eq(Mux(b_fft, base_re + s0, s0) + rcs[0]),
                 c_y[1].eq(Mux(b_fft, base_im + s1 + rcs[1], 0)),
                 c_y[2].eq(Mux(b_fft, base_re - s0, s1) + rcs[2]),
@@ -324,10 +330,9 @@ class ButterflyPE(wiring.Component):
             ]
 
         # Stage 4: arithmetic shift by F + shift, saturate, output register.
-        amount = (c_shift - cfg.SHIFT_MIN)[:cfg.shift_bits]      # 0 … SHIFT_MAX - SHIFT_MIN
         hi, lo = cfg.data_max, cfg.data_min
         outs = []
-        for n, v in zip(("y0re", "y0im", "y1re", "y1im"), c_y):
+        for n, v, amount in zip(("y0re", "y0im", "y1re", "y1im"), c_y, amounts):
             shifted = Signal(acc, name=f"d_{n}")
             m.d.comb += shifted.eq(v >> (F + cfg.SHIFT_MIN) >> amount)
             outs.append(Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted)))
