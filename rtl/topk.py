@@ -149,13 +149,16 @@ class TopK(wiring.Component):
         ends = self.i.payload.last | (recv_beat == cfg.n_max // L - 1)
         m.d.comb += self.i.ready.eq(state[recv_slot] == FREE)
         accept = self.i.valid & self.i.ready
-        m.d.comb += [
+        # The beat is written a cycle after its handshake, from registers (the handshake ->
+        # the block RAMs' byte enables was a critical path); the slot turns RECEIVED, a cycle
+        # after its last handshake (the histogram's delay), as that last write completes.
+        m.d.sync += [
             receive_port.addr.eq(Cat((recv_beat >> exact_log2(groups))[:word_bits], recv_slot)),
             receive_port.en.eq(Mux(accept, 1 << (recv_beat % groups if groups > 1 else 0), 0)),
         ]
         for g in range(groups):
             for lane in range(L):
-                m.d.comb += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
+                m.d.sync += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
         with m.If(accept):
             with m.If(first):
                 m.d.sync += slot_k[recv_slot].eq(self.i.payload.k)
@@ -513,21 +516,19 @@ class TopK(wiring.Component):
         fetch_full = Signal()
         m.d.sync += [fetch_full.eq(read_full), fetch.eq(read_info)]
 
-        # compared: each lane against the threshold (> and =), nothing else in the cycle.
+        # compared: each lane against the threshold for =, nothing else in the cycle (the
+        # tie prefix sum needs it next; the > compares' carry chains after the block RAM's
+        # output were a critical path, so they wait a cycle).
         compared = Signal(word_info)
         compared_full = Signal()
         compared_values = Signal(word_shape)
-        compared_greater = Signal(C)
         compared_equal = Signal(C)
         m.d.sync += [compared_full.eq(fetch_full), compared.eq(fetch), compared_values.eq(fetch_values)]
         for lane in range(C):
-            present = lane < fetch.present
-            m.d.sync += [
-                compared_greater[lane].eq(present & (fetch_values[lane] > fetch.threshold)),
-                compared_equal[lane].eq(present & (fetch_values[lane] == fetch.threshold)),
-            ]
+            m.d.sync += compared_equal[lane].eq((lane < fetch.present) & (fetch_values[lane] == fetch.threshold))
 
-        # classified: the ties before each lane (a prefix sum of the equal lanes).
+        # classified: the lanes greater than the threshold, and the ties before each lane (a
+        # prefix sum of the equal lanes).
         classed = Signal(word_info)
         classed_full = Signal()
         classed_values = Signal(word_shape)
@@ -537,7 +538,9 @@ class TopK(wiring.Component):
         equal_count = Signal(range(C + 1))     # the word's ties, for the tie counter
         m.d.sync += [
             classed_full.eq(compared_full), classed.eq(compared), classed_values.eq(compared_values),
-            greater.eq(compared_greater), equal.eq(compared_equal),
+            greater.eq(Cat((lane < compared.present) & (compared_values[lane] > compared.threshold)
+                           for lane in range(C))),
+            equal.eq(compared_equal),
             equal_count.eq(popcount(compared_equal)),
         ]
         for lane, before in enumerate(prefix_counts(m, list(compared_equal), "ties")):
