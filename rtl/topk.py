@@ -174,8 +174,8 @@ class TopK(wiring.Component):
                 m.d.sync += recv_beat.eq(recv_beat + 1)
 
         # The histogram runs one cycle behind the handshake: the beat's "digit >= b" counts
-        # are registered, then added into the slot's own counters (no slot multiplexer on
-        # the adders' path); the slot becomes RECEIVED when its last counts are in.
+        # are registered, then added into one set of counters (no slot multiplexer on the
+        # adders' path); the vector's totals go into the slot's registers as it becomes RECEIVED.
         top_digits = wires(m, [_digits(cfg, _key(cfg, self.i.payload.scores[lane]))[0]
                                for lane in range(L)], "top_digit")
         seen = [Signal(range(L + 1), name=f"seen_ge{b}") for b in range(1, B)]
@@ -185,13 +185,15 @@ class TopK(wiring.Component):
                      seen_slot.eq(recv_slot)]
         m.d.sync += [seen[b - 1].eq(popcount(Cat(digit >= b for digit in top_digits)))
                      for b in range(1, B)]
+        receiving = [Signal(count, name=f"receiving_ge{b}") for b in range(1, B)]
+        totals = wires(m, [Mux(seen_first, 0, counter) + step for counter, step in zip(receiving, seen)],
+                       "received_ge")
+        with m.If(seen_valid):
+            m.d.sync += [counter.eq(total) for counter, total in zip(receiving, totals)]
         for slot in range(3):
-            with m.If(seen_valid & (seen_slot == slot)):
-                for b in range(1, B):
-                    counter = slot_hist[slot][b - 1]
-                    m.d.sync += counter.eq(Mux(seen_first, 0, counter) + seen[b - 1])
-                with m.If(seen_ends):
-                    m.d.sync += state[slot].eq(RECEIVED)
+            with m.If(seen_valid & seen_ends & (seen_slot == slot)):
+                m.d.sync += [counter.eq(total) for counter, total in zip(slot_hist[slot], totals)]
+                m.d.sync += state[slot].eq(RECEIVED)
 
         # ---- Stage 2: select the k-th largest key, radix_bits per pass ---------------
         # IDLE loads the slot's top-digit histogram; each RESOLVE (two cycles: parallel
