@@ -28,7 +28,7 @@ from amaranth.utils import exact_log2
 
 from ..configs.topk import TopKConfig
 from .stream import vector_beat
-from .compact import Packer, ZeroEliminator, popcount, prefix_counts, rotate, wires
+from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
 from .pipeline import enable_copies
 from .ram import block_ram, read
 
@@ -38,8 +38,6 @@ FREE, RECEIVED, SELECTED = 0, 1, 2
 
 #: Copies of the flag that loads the select pass's histogram counters (a share each).
 HIST_COPIES = 4
-#: Copies of the candidate FIFO's tail lane (each steers a share of the lanes' rotation).
-FIFO_TAIL_COPIES = 4
 
 
 def input_beat(cfg):
@@ -125,10 +123,10 @@ class TopK(wiring.Component):
         # its output register, which is what the fabric sees.
         buffer = block_ram(m, "buffer", shape=word_shape, depth=3 * cfg.words)
         receive_port = buffer.write_port(granularity=L)
-        # Ping-pong candidate FIFOs of the select passes: a pass reads one half while it
-        # writes the other. One memory per lane, so each lane is written at its own address.
-        fifo_lanes = [block_ram(m, f"fifo{lane}", shape=signed(W), depth=2 * cfg.words) for lane in range(C)]
-        fifo_writes = [lane_ram.write_port() for lane_ram in fifo_lanes]
+        # Ping-pong candidate FIFOs of the select passes, one memory: a pass reads one half
+        # while it writes the other.
+        fifo = block_ram(m, "fifo", shape=word_shape, depth=2 * cfg.words)
+        fifo_write = fifo.write_port()
 
         # Per-slot state, written by the stage that owns the slot.
         state = Array(Signal(2, name=f"slot{s}_state") for s in range(3))
@@ -218,9 +216,8 @@ class TopK(wiring.Component):
 
         buffer_word = read(m, "select", buffer, addr=Cat(scan_word[:word_bits], sel_slot), en=1,
                            platform=platform, writes=[receive_port], registers=2)
-        fifo_word_read = Cat(read(m, f"fifo{lane}", lane_ram, addr=Cat(scan_word[:word_bits], ~level[0]),  # FIFO (level-1) % 2
-                                  en=1, platform=platform, writes=[write], registers=2)
-                             for lane, (lane_ram, write) in enumerate(zip(fifo_lanes, fifo_writes)))
+        fifo_word_read = read(m, "fifo", fifo, addr=Cat(scan_word[:word_bits], ~level[0]),  # FIFO (level-1) % 2
+                              en=1, platform=platform, writes=[fifo_write], registers=2)
         read_valid = Signal()          # the source's data port holds a word this cycle
         read_word = Signal(range(cfg.words))
         read_last = Signal()
@@ -347,7 +344,7 @@ class TopK(wiring.Component):
             fetched_present.eq(Mux(remaining > C, C, remaining)),
         ]
         fetched = Signal(word_shape)
-        m.d.comb += fetched.eq(Mux(from_buffer, buffer_word.as_value(), fifo_word_read))
+        m.d.comb += fetched.eq(Mux(from_buffer, buffer_word.as_value(), fifo_word_read.as_value()))
         # digits: each lane's matched and histogrammed digits, picked by the one-hot
         # selects (which fan out to every lane) in a cycle of their own.
         keys = wires(m, [_key(cfg, fetched[lane]) for lane in range(C)], "key")
@@ -400,49 +397,29 @@ class TopK(wiring.Component):
                 m.d.sync += counter.eq(Mux(steps_first, 0, counter) + steps[b - 1])
 
         m.submodules.fifo_eliminator = fifo_eliminator = ZeroEliminator(signed(W), C)
-        compacted = fifo_eliminator.o.payload
+        m.submodules.fifo_packer = fifo_packer = Packer(signed(W), C, C, always_ready=True)
+        fifo_word = Signal(range(cfg.words))
         m.d.comb += [
             fifo_eliminator.i.valid.eq(masks_valid & (level != cfg.levels)),
             fifo_eliminator.i.payload.data.eq(masks_values),
             fifo_eliminator.i.payload.keep.eq(candidate),
             fifo_eliminator.i.payload.last.eq(masks_last),
-            fifo_eliminator.o.ready.eq(1),
+            fifo_packer.o.ready.eq(1),
+            fifo_write.addr.eq(Cat(fifo_word[:word_bits], level[0])),
+            fifo_write.data.eq(fifo_packer.o.payload.data),
+            fifo_write.en.eq(fifo_packer.o.valid),
         ]
-        # The compacted candidates go into the FIFO as they come, with no packer joining them
-        # into words first: rotated so the first lands in the lane after the pass's last
-        # written (the tail, in FIFO_TAIL_COPIES counters stepping alike), registered, and
-        # written into each lane's memory at that lane's own next address. So candidate i of
-        # the pass is in word i // C, lane i % C, as a pass reads them.
-        tail_copies = min(FIFO_TAIL_COPIES, C)
-        fifo_tails = [Signal(range(C), name=f"fifo_tail{c}") for c in range(tail_copies)]
-        lane_tails = [fifo_tails[lane * tail_copies // C] for lane in range(C)]
-        to_lanes = rotate(m, list(compacted.data), lane_tails, left=False, name="fifo_lane")
-        to_lanes_valid = rotate(m, [lane < compacted.count for lane in range(C)], lane_tails, left=False,
-                                name="fifo_lane_valid")
-        lane_data = [Signal(signed(W), name=f"fifo_data{lane}") for lane in range(C)]
-        lane_write = Signal(C)
-        lane_words = [Signal(range(cfg.words), name=f"fifo_word{lane}") for lane in range(C)]
-        lanes_last = Signal()          # the pass's last candidates are being written
-        m.d.sync += [
-            *(register.eq(value) for register, value in zip(lane_data, to_lanes)),
-            lane_write.eq(Cat(to_lanes_valid) & fifo_eliminator.o.valid.replicate(C)),
-            lanes_last.eq(fifo_eliminator.o.valid & compacted.last),
-        ]
-        with m.If(fifo_eliminator.o.valid):
-            m.d.sync += [copy.eq(Mux(compacted.last, 0, copy + compacted.count)) for copy in fifo_tails]
-        for lane, write in enumerate(fifo_writes):
-            m.d.comb += [
-                write.addr.eq(Cat(lane_words[lane][:word_bits], level[0])),
-                write.data.eq(lane_data[lane]),
-                write.en.eq(lane_write[lane]),
-            ]
-            m.d.sync += lane_words[lane].eq(Mux(lanes_last, 0, lane_words[lane] + lane_write[lane]))
+        wiring.connect(m, fifo_eliminator.o, fifo_packer.i)
+        with m.If(fifo_packer.o.valid):
+            m.d.sync += fifo_word.eq(Mux(fifo_packer.o.payload.last, 0, fifo_word + 1))
         # Whether the pass's candidates are all equal, checked on the compacted words the zero
-        # eliminator gives the FIFO: each word's candidates against its first, and that one
+        # eliminator gives the packer: each word's candidates against its first, and that one
         # against the pass's first (``pass_value``; a multiplexer choosing the reference of
         # every lane's compare was a critical path). The compares are registered, then AND-ed
-        # into the flag: complete one cycle after the eliminator, within PASS_DRAIN; a pass
-        # but the last (the only kind that writes the FIFO) knows it at its COMPARE.
+        # into the flag: complete one cycle after the eliminator, before the packer (three
+        # cycles) writes the FIFO, so within PASS_DRAIN; a pass but the last (the only kind
+        # that writes the FIFO) knows it at its COMPARE.
+        compacted = fifo_eliminator.o.payload
         has_reference = pass_started & ~pass_first
         lanes_same = Signal(C - 1)
         head_same = Signal()           # the word's first candidate equals the pass's (or is its first)
