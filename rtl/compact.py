@@ -340,18 +340,14 @@ class Packer(wiring.Component):
         highs = [shifted_high] + [Signal(range(size), name=f"shifted_high_copy{c}")
                                   for c in range(1, copies)]
         group = lambda copy_of: [copy_of[n * copies // size] for n in range(size)]
-        # The low rotation only reaches the beat's width plus its largest shift, so the tail
-        # copies are spread over those positions alone (grouped as the ring's, a few copies
-        # steered all of it: one's fan-out was topk's worst path).
-        reach = win + (1 << split) - 1
-        lows = [tails[n * copies // reach][:split] for n in range(reach)]
-        low = rotate(m, [self.i.payload.data[n] if n < win else blank for n in range(reach)],
-                     lows, left=False, name="tail_lo")
+        low = rotate(m, [self.i.payload.data[n] if n < win else blank for n in range(size)],
+                     group([t[:split] for t in tails]), left=False, name="tail_lo")
         low_valid = rotate(m, [n < self.i.payload.count if n < win else Const(0, 1)
-                               for n in range(reach)], lows, left=False, name="tail_lo_valid")
+                               for n in range(size)], group([t[:split] for t in tails]),
+                           left=False, name="tail_lo_valid")
         m.d.sync += [
             shifted.eq(Cat(low)),
-            shifted_valid.eq(Cat(low_valid) & entering.replicate(reach)),
+            shifted_valid.eq(Cat(low_valid) & entering.replicate(size)),
             shifted_count.eq(given),
             shifted_last.eq(entering & self.i.payload.last),
             occupied.eq(occupied - taken + given),

@@ -149,16 +149,13 @@ class TopK(wiring.Component):
         ends = self.i.payload.last | (recv_beat == cfg.n_max // L - 1)
         m.d.comb += self.i.ready.eq(state[recv_slot] == FREE)
         accept = self.i.valid & self.i.ready
-        # The beat is written a cycle after its handshake, from registers (the handshake ->
-        # the block RAMs' byte enables was a critical path); the slot turns RECEIVED, a cycle
-        # after its last handshake (the histogram's delay), as that last write completes.
-        m.d.sync += [
+        m.d.comb += [
             receive_port.addr.eq(Cat((recv_beat >> exact_log2(groups))[:word_bits], recv_slot)),
             receive_port.en.eq(Mux(accept, 1 << (recv_beat % groups if groups > 1 else 0), 0)),
         ]
         for g in range(groups):
             for lane in range(L):
-                m.d.sync += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
+                m.d.comb += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
         with m.If(accept):
             with m.If(first):
                 m.d.sync += slot_k[recv_slot].eq(self.i.payload.k)
@@ -174,8 +171,8 @@ class TopK(wiring.Component):
                 m.d.sync += recv_beat.eq(recv_beat + 1)
 
         # The histogram runs one cycle behind the handshake: the beat's "digit >= b" counts
-        # are registered, then added into one set of counters (no slot multiplexer on the
-        # adders' path); the vector's totals go into the slot's registers as it becomes RECEIVED.
+        # are registered, then added into the slot's own counters (no slot multiplexer on
+        # the adders' path); the slot becomes RECEIVED when its last counts are in.
         top_digits = wires(m, [_digits(cfg, _key(cfg, self.i.payload.scores[lane]))[0]
                                for lane in range(L)], "top_digit")
         seen = [Signal(range(L + 1), name=f"seen_ge{b}") for b in range(1, B)]
@@ -185,15 +182,13 @@ class TopK(wiring.Component):
                      seen_slot.eq(recv_slot)]
         m.d.sync += [seen[b - 1].eq(popcount(Cat(digit >= b for digit in top_digits)))
                      for b in range(1, B)]
-        receiving = [Signal(count, name=f"receiving_ge{b}") for b in range(1, B)]
-        totals = wires(m, [Mux(seen_first, 0, counter) + step for counter, step in zip(receiving, seen)],
-                       "received_ge")
-        with m.If(seen_valid):
-            m.d.sync += [counter.eq(total) for counter, total in zip(receiving, totals)]
         for slot in range(3):
-            with m.If(seen_valid & seen_ends & (seen_slot == slot)):
-                m.d.sync += [counter.eq(total) for counter, total in zip(slot_hist[slot], totals)]
-                m.d.sync += state[slot].eq(RECEIVED)
+            with m.If(seen_valid & (seen_slot == slot)):
+                for b in range(1, B):
+                    counter = slot_hist[slot][b - 1]
+                    m.d.sync += counter.eq(Mux(seen_first, 0, counter) + seen[b - 1])
+                with m.If(seen_ends):
+                    m.d.sync += state[slot].eq(RECEIVED)
 
         # ---- Stage 2: select the k-th largest key, radix_bits per pass ---------------
         # IDLE loads the slot's top-digit histogram; each RESOLVE (two cycles: parallel
@@ -518,19 +513,21 @@ class TopK(wiring.Component):
         fetch_full = Signal()
         m.d.sync += [fetch_full.eq(read_full), fetch.eq(read_info)]
 
-        # compared: each lane against the threshold for =, nothing else in the cycle (the
-        # tie prefix sum needs it next; the > compares' carry chains after the block RAM's
-        # output were a critical path, so they wait a cycle).
+        # compared: each lane against the threshold (> and =), nothing else in the cycle.
         compared = Signal(word_info)
         compared_full = Signal()
         compared_values = Signal(word_shape)
+        compared_greater = Signal(C)
         compared_equal = Signal(C)
         m.d.sync += [compared_full.eq(fetch_full), compared.eq(fetch), compared_values.eq(fetch_values)]
         for lane in range(C):
-            m.d.sync += compared_equal[lane].eq((lane < fetch.present) & (fetch_values[lane] == fetch.threshold))
+            present = lane < fetch.present
+            m.d.sync += [
+                compared_greater[lane].eq(present & (fetch_values[lane] > fetch.threshold)),
+                compared_equal[lane].eq(present & (fetch_values[lane] == fetch.threshold)),
+            ]
 
-        # classified: the lanes greater than the threshold, and the ties before each lane (a
-        # prefix sum of the equal lanes).
+        # classified: the ties before each lane (a prefix sum of the equal lanes).
         classed = Signal(word_info)
         classed_full = Signal()
         classed_values = Signal(word_shape)
@@ -540,9 +537,7 @@ class TopK(wiring.Component):
         equal_count = Signal(range(C + 1))     # the word's ties, for the tie counter
         m.d.sync += [
             classed_full.eq(compared_full), classed.eq(compared), classed_values.eq(compared_values),
-            greater.eq(Cat((lane < compared.present) & (compared_values[lane] > compared.threshold)
-                           for lane in range(C))),
-            equal.eq(compared_equal),
+            greater.eq(compared_greater), equal.eq(compared_equal),
             equal_count.eq(popcount(compared_equal)),
         ]
         for lane, before in enumerate(prefix_counts(m, list(compared_equal), "ties")):
