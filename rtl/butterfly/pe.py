@@ -17,14 +17,13 @@ Four real multipliers serve both modes (one ECP5 MULT18X18D each, as ``width`` a
 ==========  ===================  ===================
 multiplier  FFT                  REAL
 ==========  ===================  ===================
-M0          ``wr · x1.re``       ``b · x1.re``
-M1          ``wi · x1.im``       ``a · x0.re``
+M0          ``wr · x1.re``       ``a · x0.re``
+M1          ``wi · x1.im``       ``b · x1.re``
 M2          ``wr · x1.im``       ``c · x0.re``
 M3          ``wi · x1.re``       ``d · x1.re``
 ==========  ===================  ===================
 
 FFT: ``Re(W·x1) = M0 − M1``, ``Im(W·x1) = M2 + M3``; REAL: ``y0 = M0 + M1``, ``y1 = M2 + M3``.
-M0 and M3 always take ``x1.re``, M1 and M2 one multiplexer's ``x1.im`` or ``x0.re``.
 
 FFT-only PEs (``linear = 0``) need fewer, and :meth:`ButterflyPE.plan` picks the cheapest
 product for the twiddles a PE will see (its column's ROM, in address order):
@@ -351,9 +350,10 @@ class ButterflyPE(wiring.Component):
     def _four(self, m, en, fft_in, b_fft, s0, s1, platform):
         """Four multipliers with multiplexed operands, both modes (module docstring)."""
         c, x0, x1 = self.i.payload.coef, self.i.payload.x0, self.i.payload.x1
-        x = Mux(fft_in, x1.im, x0.re)
-        operands = [(Mux(fft_in, c[0], c[1]), x1.re), (Mux(fft_in, c[1], c[0]), x),
-                    (Mux(fft_in, c[0], c[2]), x), (Mux(fft_in, c[1], c[3]), x1.re)]
+        operands = [(c[0], Mux(fft_in, x1.re, x0.re)),
+                    (c[1], Mux(fft_in, x1.im, x1.re)),
+                    (Mux(fft_in, c[0], c[2]), Mux(fft_in, x1.im, x0.re)),
+                    (Mux(fft_in, c[1], c[3]), x1.re)]
         p = [_product(m, f"m{k}", coef, x, en, platform) for k, (coef, x) in enumerate(operands)]
         m.d.comb += [
             s0.eq(p[0] + (p[1] ^ b_fft.replicate(len(p[1])).as_signed()) + b_fft),
