@@ -59,7 +59,7 @@ product for the twiddles a PE will see (its column's ROM, in address order):
   3. as in every plan, the rounded base ``x0·2**F + 2**(F+shift-1)`` ± ``s0`` and ± ``s1``.
 
   ``"rotation"`` and ``"identity"`` are the degenerate cases: ``u, v ∈ {0, 2**F}``, so no
-  adder before stage 2a (and for ``"identity"`` no multiplexer either).
+  adder before stage 2b (and for ``"identity"`` no multiplexer either).
 
 Every plan computes the same exact integer ``W·x1``, so all are bit-exact with the model;
 ``"four"`` is the two-mode PE above.
