@@ -48,27 +48,28 @@ product for the twiddles a PE will see (its column's ROM, in address order):
   Between registers:
 
   1. ``p``, ``q`` from ``x1`` (a 2:1 multiplexer on ``rot``; ``−x1.re`` is taken as
-     ``~x1.re = −x1.re − 1``, and the missing ``v``, ``u`` are added in stage 3), then each
+     ``~x1.re = −x1.re − 1``, and the missing ``v``, ``u`` are added in stage 2b), then each
      product's digits, in groups of up to four consecutive ones, summed (≤ 2 adder levels);
   2. each product's groups summed (≤ 2 adder levels for up to 16 digits, 1 up to 8: every
      magnitude of the W8, W16 tables up to 18 bits), and the four products ``u·p``, ``v·q``, ``u·q``, ``v·p`` of the beat's
      twiddle chosen by its index (a multiplexer of at most five inputs);
   2a, 2b. ``s0 = u·p + v·q`` and ``s1 = u·q − v·p``, registered twice: where the DSP
-     plans register their products a third time, then in the shared product-sum register;
-  3. ``x0·2**F ± s0`` and ``x0·2**F ± s1``, each plus one constant (the rounding constant ±
-     the ``rot`` correction, chosen by the shift and the index): the same depth as
-     ``"three"``'s ``x0·2**F ± (k1 − k3)`` + rounding constant.
+     plans register their products a third time, then, plus the ``rot`` correction (a
+     constant chosen by the index), in the shared product-sum register;
+  3. as in every plan, the rounded base ``x0·2**F + 2**(F+shift-1)`` ± ``s0`` and ± ``s1``.
 
   ``"rotation"`` and ``"identity"`` are the degenerate cases: ``u, v ∈ {0, 2**F}``, so no
-  adder before stage 3 (and for ``"identity"`` no multiplexer either).
+  adder before stage 2b (and for ``"identity"`` no multiplexer either).
 
 Every plan computes the same exact integer ``W·x1``, so all are bit-exact with the model;
 ``"four"`` is the two-mode PE above.
 
 Pipeline (:attr:`ButterflyConfig.PE_LATENCY` = 6 registers): operands (the multiplexed
 multiplier inputs, or the partial sums) → products → products again → the plan's product
-sums ``s0``, ``s1`` → rounded sums (``x0·2**F ± product sum + 2**(F+shift-1)``) → output
-(arithmetic shift and saturation). The first two are the MULT18X18D's own input and output
+sums ``s0``, ``s1`` beside the rounded bases ``x0·2**F + 2**(F+shift-1)`` (``x0`` is 0 in a
+REAL beat) → rounded sums (base ± product sum, one adder each; a REAL beat's ``y1`` is the
+base + ``s1`` of the ``y0.im`` adder) → output (arithmetic shift and saturation; a REAL
+beat's imaginary outputs 0). The first two are the MULT18X18D's own input and output
 registers on an ECP5 (:func:`~attnforge.rtl.dsp.multiply`: Yosys packs no fabric
 flip-flop into a DSP, so without it a 16-PE array puts thousands of them around the DSP
 rows); the third, beside the DSP, gives the route out of it a cycle of its own. Each multiplier thus sits between two registers, and each carry chain too.
@@ -261,7 +262,7 @@ class ButterflyPE(wiring.Component):
         # builds its products in two and registers their sums in the third.
         fft_in = (inp.mode == Mode.FFT) if cfg.linear else Const(1, 1)
         beat = stage(m, "a", en, valid=self.i.valid, fft=fft_in, shift=inp.shift, last=inp.last,
-                     x0=inp.x0)
+                     x0_re=Mux(fft_in, inp.x0.re, 0), x0_im=Mux(fft_in, inp.x0.im, 0))
         for name in ("b", "b1"):
             beat = stage(m, name, en, **vars(beat))
         b_fft = beat.fft if cfg.linear else Const(1, 1)     # FFT-only: no mode multiplexers
@@ -278,55 +279,55 @@ class ButterflyPE(wiring.Component):
             {"four": self._four, "three": self._three}[self.product](m, en, fft_in, b_fft, s0, s1,
                                                                      platform)
 
-        # Stage 2b: the plan's sums registered with the beat's flags, so the sums' carry
-        # chains (after the products) and stage 3's (after these) are never in series.
-        b2 = stage(m, "b2", en, s0=s0, s1=s1, valid=beat.valid, shift=beat.shift,
-                   last=beat.last, x0=beat.x0, fft=b_fft,
-                   sel=offsets[0] if offsets is not None else 0)
-        s0, s1, b_valid, b_shift, b_last = b2.s0, b2.s1, b2.valid, b2.shift, b2.last
-        b_x0 = b2.x0
-        b_fft = b2.fft if cfg.linear else b_fft
-        if offsets is not None:
-            offsets = (b2.sel, offsets[1])
-
-        # Stage 3: the exact sums plus the rounding constant 2**(F+shift-1), one per output
-        # (y0re, y0im, y1re, y1im): ± the plan's constant offsets (sel, [(to s0, to s1)]) to
-        # s0 and s1, if any, folded in so they cost no adder.
-        rcs = [Signal(acc, name=f"rc_{n}") for n in ("y0re", "y0im", "y1re", "y1im")]
-        with m.Switch(b_shift):
+        # Stage 2b: the exact product sums (the table-driven plans' ``rot`` offsets added
+        # here), and per component the rounded base ``x0·2**F + 2**(F+shift-1)`` (``x0`` is 0
+        # in a REAL beat), registered with the beat's flags; so stage 3 is one adder per output
+        # and the sums' carry chains (after the products) and stage 3's are never in series.
+        half = Signal(acc)
+        with m.Switch(beat.shift):
             for s in range(cfg.SHIFT_MIN, cfg.SHIFT_MAX + 1):
                 with m.Case(s):
-                    half = 1 << (F + s - 1)
-                    if offsets is None:
-                        m.d.comb += [rc.eq(half) for rc in rcs]
-                        continue
-                    sel, table = offsets
-                    with m.Switch(sel):
-                        for value, (o0, o1) in enumerate(table):
-                            with m.Case(value):
-                                m.d.comb += [rcs[0].eq(half + o0), rcs[1].eq(half + o1),
-                                             rcs[2].eq(half - o0), rcs[3].eq(half - o1)]
-        base_re = Signal(acc)
-        base_im = Signal(acc)
-        m.d.comb += [base_re.eq(b_x0.re << F), base_im.eq(b_x0.im << F)]
+                    m.d.comb += half.eq(1 << (F + s - 1))
+        if offsets is not None:
+            sel, table = offsets
+            o0, o1 = Signal(acc), Signal(acc)
+            with m.Switch(sel):
+                for value, (v0, v1) in enumerate(table):
+                    with m.Case(value):
+                        m.d.comb += [o0.eq(v0), o1.eq(v1)]
+            exact = Signal(acc), Signal(acc)
+            m.d.comb += [exact[0].eq(s0 + o0), exact[1].eq(s1 + o1)]
+            s0, s1 = exact
+        base = Signal(acc), Signal(acc)
+        m.d.comb += [base[0].eq((beat.x0_re << F) + half), base[1].eq((beat.x0_im << F) + half)]
+        b2 = stage(m, "b2", en, s0=s0, s1=s1, valid=beat.valid, shift=beat.shift,
+                   last=beat.last, fft=b_fft, base_re=base[0], base_im=base[1])
+        s0, s1 = b2.s0, b2.s1
+        b_fft = b2.fft if cfg.linear else b_fft
+
+        # Stage 3: the rounded sums, one adder each (y0re, y0im, y1re, y1im). A REAL beat's
+        # y1 is its base + s1, the sum y0im's register holds (the output zeroes y0im, y1im).
         c_valid = Signal()
         c_last = Signal()
+        c_real = Signal()
         c_y = [Signal(acc, name=f"c_{n}") for n in ("y0re", "y0im", "y1re", "y1im")]
+        im_sum = Signal(acc)
+        m.d.comb += im_sum.eq(b2.base_im + s1)
         # The shift amount F + shift - (F + SHIFT_MIN), one register per output: each steers
         # the selects of its own shifter (the 16-PE builds' worst path at seeds 1 and 2 was
         # one shift register → 7–9 ns of routing to all four shifters).
         # (held_copies: four plain registers of one value would be merged by synthesis.)
-        amount_next = (b_shift - cfg.SHIFT_MIN)[:cfg.shift_bits]
+        amount_next = (b2.shift - cfg.SHIFT_MIN)[:cfg.shift_bits]
         bits = [held_copies(m, f"c_amount{k}_", 4, load=en, value=amount_next[k])
                 for k in range(cfg.shift_bits)]
         amounts = [Cat(*(bit[n] for bit in bits)) for n in range(4)]
         with m.If(en):
             m.d.sync += [
-                c_valid.eq(b_valid), c_last.eq(b_last),
-                c_y[0].eq(Mux(b_fft, base_re + s0, s0) + rcs[0]),
-                c_y[1].eq(Mux(b_fft, base_im + s1 + rcs[1], 0)),
-                c_y[2].eq(Mux(b_fft, base_re - s0, s1) + rcs[2]),
-                c_y[3].eq(Mux(b_fft, base_im - s1 + rcs[3], 0)),
+                c_valid.eq(b2.valid), c_last.eq(b2.last), c_real.eq(~b_fft),
+                c_y[0].eq(b2.base_re + s0),
+                c_y[1].eq(im_sum),
+                c_y[2].eq(Mux(b_fft, b2.base_re - s0, im_sum)),
+                c_y[3].eq(b2.base_im - s1),
             ]
 
         # Stage 4: arithmetic shift by F + shift, saturate, output register.
@@ -341,8 +342,8 @@ class ButterflyPE(wiring.Component):
             m.d.sync += [
                 self.o.valid.eq(c_valid),
                 out.last.eq(c_last),
-                out.y0.re.eq(outs[0]), out.y0.im.eq(outs[1]),
-                out.y1.re.eq(outs[2]), out.y1.im.eq(outs[3]),
+                out.y0.re.eq(outs[0]), out.y0.im.eq(Mux(c_real, 0, outs[1])),
+                out.y1.re.eq(outs[2]), out.y1.im.eq(Mux(c_real, 0, outs[3])),
             ]
         return m
 
@@ -355,7 +356,7 @@ class ButterflyPE(wiring.Component):
                     (Mux(fft_in, c[1], c[3]), x1.re)]
         p = [_product(m, f"m{k}", coef, x, en, platform) for k, (coef, x) in enumerate(operands)]
         m.d.comb += [
-            s0.eq(Mux(b_fft, p[0] - p[1], p[0] + p[1])),
+            s0.eq(p[0] + (p[1] ^ b_fft.replicate(len(p[1])).as_signed()) + b_fft),
             s1.eq(p[2] + p[3]),
         ]
 
