@@ -697,13 +697,14 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     while it holds fewer than two); a real
     transform (``modes[i]`` :data:`MODE_REAL`) goes first through the input bit-reversal
     buffer (two transforms deep, written one beat a cycle, read into the slot one beat a
-    cycle once a transform is complete), an FFT (:data:`MODE_FFT`) straight into the slot,
+    cycle once a transform is complete, through a read register and an output register),
+    an FFT (:data:`MODE_FFT`) straight into the slot,
     but only when that buffer is empty. A transform whose length or mode differs from the
     previous one waits in the slot until the columns are empty. The columns move as one
     (:func:`fft_array_pipeline` registers) whenever their last beat can enter the
     two-transform reorder buffer and either the slot holds a beat or the columns are
     between transforms; the buffer issues one natural-order beat per cycle, the output
-    handshake one cycle later. Weights are taken as written before the stream. Exact when
+    handshake two cycles later (a read register, then the output register). Weights are taken as written before the stream. Exact when
     the input is never starved and the output never stalled.
 
     Parameters
@@ -733,21 +734,24 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     f_vec = f_beat = 0                          # the array's input
     rev_full = [None, None]                     # the bit-reversal buffer
     rev_w = rev_r = rev_beat = 0
+    rev_p = None                                # its read register: (transform, beat)
     rev_o = None                                # its output register: (transform, beat)
     slot = []                                   # the input slot: (transform, beat) each
     c_beat = 0                                  # beat number at the columns' input
     full = [None, None]                         # the reorder buffer
     w_half = r_half = r_beat = 0
     pending = None                              # the output beat issued last cycle
+    out = None                                  # the one issued two cycles ago (its output)
     cycle = 0
     while True:
-        if pending is not None and pending[1]:
-            last_out[pending[0]] = cycle
-            if pending[0] == batch - 1:
+        if out is not None and out[1]:
+            last_out[out[0]] = cycle
+            if out[0] == batch - 1:
                 break
         tail = pipe[-1] if pipe else None
         room = tail is None or full[w_half] is None
-        rev_idle = rev_full[0] is None and rev_full[1] is None and rev_o is None
+        rev_idle = (rev_full[0] is None and rev_full[1] is None and rev_p is None
+                    and rev_o is None)
         front_real = f_vec < batch and modes[f_vec] == MODE_REAL
         if rev_o is not None:
             src = rev_o
@@ -763,7 +767,8 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
         slot_ready = len(slot) < 2
         rev_write = front_real and rev_full[rev_w] is None
         rev_issue = (rev_o is None or slot_ready) and rev_full[rev_r] is not None
-        # the output reorder buffer's read side
+        # the output reorder buffer's read side (two registers: the read and the output)
+        out = pending
         pending = None
         freed = None
         if full[r_half] is not None:
@@ -805,10 +810,10 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
                 f_vec, f_beat = f_vec + 1, 0
         # the bit-reversal buffer's read side
         if rev_o is None or slot_ready:
-            rev_o = None
+            rev_o, rev_p = rev_p, None
             if rev_issue:
                 vec = rev_full[rev_r]
-                rev_o = (vec, rev_beat)
+                rev_p = (vec, rev_beat)
                 rev_beat += 1
                 if rev_beat == beats[vec]:
                     rev_full[rev_r], rev_beat = None, 0

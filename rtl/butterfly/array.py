@@ -35,8 +35,9 @@ Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
   :func:`attnforge.sim.butterfly.fft_array_pipeline`): ``1 + Σ`` active exchange delays
   ``+ COLUMN_LATENCY`` (``2 + PE_LATENCY``) per active column ``+ 1`` per bypassed one, about
   ``1.5·N/P + 8·log2(n_max)``. A transform's last output handshake comes
-  ``2·N/P + pipeline + 1`` cycles after its first input handshake (the input slot; e.g.
-  ``P = 8``, ``N = n_max = 64``: 16 + 60 + 1, a latency of 78 cycles counting both);
+  ``2·N/P + pipeline + 2`` cycles after its first input handshake (the input slot, the
+  reorder buffer's read register; e.g. ``P = 8``, ``N = n_max = 64``: 16 + 60 + 2, a
+  latency of 79 cycles counting both);
   :func:`attnforge.sim.butterfly.fft_array_cycles` replays the cycles exactly, length
   changes included.
 

@@ -330,13 +330,21 @@ class ButterflyPE(wiring.Component):
                 c_y[3].eq(b2.base_im - s1),
             ]
 
-        # Stage 4: arithmetic shift by F + shift, saturate, output register.
-        hi, lo = cfg.data_max, cfg.data_min
+        # Stage 4: arithmetic shift by F + shift, saturate, output register. The shifted sum
+        # fits ``width`` bits when its bits from ``width - 1`` up are all equal (sign
+        # extension); otherwise its sign picks the limit. The same as comparing against
+        # data_max and data_min, with two AND/OR reductions instead of two carry chains
+        # as long as the sum.
+        W = cfg.width
         outs = []
         for n, v, amount in zip(("y0re", "y0im", "y1re", "y1im"), c_y, amounts):
             shifted = Signal(acc, name=f"d_{n}")
             m.d.comb += shifted.eq(v >> (F + cfg.SHIFT_MIN) >> amount)
-            outs.append(Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted)))
+            top = shifted[W - 1:]
+            fits = top.all() | ~top.any()
+            negative = shifted[-1]
+            limit = Cat((~negative).replicate(W - 1), negative)
+            outs.append(Mux(fits, shifted[:W], limit).as_signed())
         out = self.o.payload
         with m.If(en):
             m.d.sync += [

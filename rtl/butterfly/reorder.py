@@ -57,7 +57,7 @@ class ReorderBuffer(wiring.Component):
         ``w_ready`` next cycle if no write this cycle ends a transform (bit 0), and if one
         does (bit 1): for a writer that decides a cycle ahead.
     o : Out(stream) of :func:`output_beat`
-        Natural order, ``N / lanes`` beats per transform, the first one cycle after the
+        Natural order, ``N / lanes`` beats per transform, the first two cycles after the
         transform's last write at the earliest.
     o_log2n : Out
         ``log2 N`` of the transform ``o`` carries (valid with ``o.valid``).
@@ -154,17 +154,31 @@ class ReorderBuffer(wiring.Component):
             for log2n in sched.log2n_range:
                 with m.Case(log2n):
                     self._read_plan(m, log2n, t_out, addrs, sel_now)
-        read_data = Array(read(m, f"bank{b}", mem, addr=Cat(addrs[b][:tbits], r_half), en=issue,
-                               platform=platform, writes=[wr])
+        # Two stages: the bank read (the RAM's read register) and the output register (the
+        # DP16KD's own on an ECP5, so the 5.8 ns clock-to-out of a one-register read is off the
+        # fabric paths behind it). Both advance together, with the beat's lane selects,
+        # ``last`` and length beside them.
+        read_data = Array(read(m, f"bank{b}", mem, addr=Cat(addrs[b][:tbits], r_half),
+                               en=advance, platform=platform, writes=[wr], registers=2)
                           for b, (mem, wr) in enumerate(banks))
-        sel = [Signal(range(P), name=f"sel{lane}") for lane in range(P)]
-        last = Signal()
+        stages = [{"valid": Signal(name=f"s{k}_valid"), "last": Signal(name=f"s{k}_last"),
+                   "log2n": Signal.like(r_log2n, name=f"s{k}_log2n"),
+                   "sel": [Signal(range(P), name=f"s{k}_sel{lane}") for lane in range(P)]}
+                  for k in range(2)]
+        m.d.comb += [
+            self.o.valid.eq(stages[1]["valid"]),
+            self.o_log2n.eq(stages[1]["log2n"]),
+            self.idle.eq(~full[0] & ~full[1] & ~stages[0]["valid"] & ~stages[1]["valid"]),
+        ]
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(issue)
-        m.d.comb += self.idle.eq(~full[0] & ~full[1] & ~self.o.valid)
+            m.d.sync += [stages[0]["valid"].eq(issue), stages[0]["last"].eq(r_last),
+                         stages[0]["log2n"].eq(r_log2n),
+                         *(s.eq(n) for s, n in zip(stages[0]["sel"], sel_now))]
+            m.d.sync += [stages[1]["valid"].eq(stages[0]["valid"]),
+                         stages[1]["last"].eq(stages[0]["last"]),
+                         stages[1]["log2n"].eq(stages[0]["log2n"]),
+                         *(s.eq(n) for s, n in zip(stages[1]["sel"], stages[0]["sel"]))]
         with m.If(issue):
-            m.d.sync += [last.eq(r_last), self.o_log2n.eq(r_log2n),
-                         *(s.eq(n) for s, n in zip(sel, sel_now))]
             with m.If(r_last):
                 m.d.sync += [t_out.eq(0), r_half.eq(~r_half)]
                 for h in range(2):
@@ -190,8 +204,8 @@ class ReorderBuffer(wiring.Component):
         still_full = Array(full[h] & ~freed[h] for h in range(2))
         m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_half], ~still_full[~w_half]))
         for lane in range(P):
-            m.d.comb += self.o.payload.data[lane].eq(read_data[sel[lane]])
-        m.d.comb += self.o.payload.last.eq(last)
+            m.d.comb += self.o.payload.data[lane].eq(read_data[stages[1]["sel"][lane]])
+        m.d.comb += self.o.payload.last.eq(stages[1]["last"])
         return m
 
     def _read_plan(self, m, log2n, t_out, addrs, sel_now):
