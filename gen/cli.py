@@ -218,10 +218,14 @@ def cmd_fpga(args):
     block, cfg = _config(args)
     out_dir = Path(args.output)
     say = _progress("fpga")
+    if args.timeout is not None and not args.timeout > 0:
+        raise CliError(f"--timeout={args.timeout:g} must be a positive number of minutes")
     say(f"{block.name} ({_describe(cfg)}) for {args.board}")
     try:
         report = build(block.component(cfg), args.board, name=block.name, build_dir=out_dir,
-                       seed=args.seed, freq_mhz=args.freq, progress=say)
+                       seed=args.seed, freq_mhz=args.freq, progress=say,
+                       timing_ripup=args.tmg_ripup,
+                       timeout=None if args.timeout is None else 60 * args.timeout)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -334,6 +338,11 @@ def build_parser():
     sub.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
     sub.add_argument("--freq", type=float, default=None, metavar="MHZ",
                      help="nextpnr target frequency (default: the board's)")
+    sub.add_argument("--tmg-ripup", action="store_true",
+                     help="nextpnr's timing-driven rip-up: reroutes failing arcs until the target is "
+                          "met (it does not stop while any fails: give --timeout)")
+    sub.add_argument("--timeout", type=float, default=None, metavar="MIN",
+                     help="minutes each tool may run before the build fails (default: no limit)")
     sub.add_argument("-o", "--output", metavar="DIR", default="build/fpga",
                      help="build directory and report JSON (default: build/fpga)")
 

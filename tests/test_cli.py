@@ -70,6 +70,13 @@ def test_usage_error_exits_2(capsys):
     assert status == 2 and "de0-nano" in err
 
 
+def test_fpga_rejects_a_timeout_that_is_not_positive(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "fpga", "topk", "--board", "ulx3s-85f", "--timeout", "0",
+                             "-o", tmp_path)
+    assert status == 2 and "--timeout=0" in err and "positive" in err
+    assert not any(tmp_path.iterdir())
+
+
 # ---- verilog --------------------------------------------------------------------------
 
 def test_verilog_writes_module_and_manifest(capsys, tmp_path):

@@ -278,3 +278,14 @@ def test_failed_tool_reports_log_tail(tmp_path):
     with pytest.raises(RuntimeError, match="synth") as exc:
         build(Bad(), "icebreaker", name="bad", build_dir=tmp_path, progress=None)
     assert "NO_SUCH_PRIMITIVE_XYZ" in str(exc.value)
+
+
+@pytest.mark.fpga
+def test_timeout_stops_a_tool_and_ripup_reaches_nextpnr(tmp_path):
+    """A tool over its time limit fails the build by name; timing_ripup adds --tmg-ripup to
+    nextpnr's command in the build script."""
+    with pytest.raises(RuntimeError, match="synth .* failed with exit status timeout"):
+        build(Mac8(), "ulx3s-85f", name="mac8", build_dir=tmp_path, progress=None,
+              timeout=0.01, timing_ripup=True)
+    script = (tmp_path / "mac8_ulx3s-85f_s1" / "build_mac8.sh").read_text()
+    assert "--router router2" in script and "--tmg-ripup" in script
