@@ -71,8 +71,8 @@ def _prepare(sim):
 def _ports_only_verilator():
     """cocotb's Verilator runner without ``--public-flat-rw``: the testbenches touch only the
     top module's ports, so only those are made public (a control file), and Verilator may
-    inline and optimize everything inside. Every signal public had doubled the C++ to
-    compile (the FNet block's build: 140 s with every signal public, 65 s without)."""
+    inline and optimize everything inside. Every signal public had doubled the build time
+    (the FNet block: 140 s with every signal public, 65 s without)."""
     from cocotb_tools.runner import Verilator, VerilatorControlFile
 
     class PortsOnlyVerilator(Verilator):
