@@ -23,8 +23,8 @@ router also rips up and reroutes the nets of failing timing arcs, which takes
 out the long detours congestion leaves behind: on the default top-k engine's
 netlist it took seed 1 from 93.47 to 100.66 MHz (BENCHMARKS.md). It stops
 only when no arc fails, so where the placement cannot meet the target it
-iterates without end (seed 2 of that netlist: 13 to 18 failing arcs, round
-after round); pair it with a ``timeout``.
+iterates without end (seeds 2 and 3 of that netlist: 13 to 18 failing arcs,
+round after round); pair it with a ``timeout``.
 
 Target frequency.  The board's clock resource carries its real frequency
 (iCEBreaker 12 MHz, ULX3S 25 MHz) and Amaranth writes it as a clock

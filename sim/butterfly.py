@@ -704,8 +704,9 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     (:func:`fft_array_pipeline` registers) whenever their last beat can enter the
     two-transform reorder buffer and either the slot holds a beat or the columns are
     between transforms; the buffer issues one natural-order beat per cycle, the output
-    handshake two cycles later (a read register, then the output register). Weights are taken as written before the stream. Exact when
-    the input is never starved and the output never stalled.
+    handshake two cycles later (a read register, then the output register). Weights are
+    taken as written before the stream. Exact when the input is never starved and the
+    output never stalled.
 
     Parameters
     ----------
