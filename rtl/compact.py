@@ -194,9 +194,10 @@ class Packer(wiring.Component):
     known to follow it, or at the end of the vector, so the vector's ``last`` word always
     has ``count ≥ 1`` (unless the vector kept nothing at all: then one empty ``last`` word).
 
-    An accepted beat is rotated into place over two cycles (by the low, then the high bits
-    of the tail) and written into the ring in the third, so neither half of the wide
-    rotation shares a cycle with the other or with the ring's write enables.
+    The ring is rows of ``width_in`` banks. An accepted beat is rotated to the tail's bank
+    over two cycles (by the low, then the high bits of the bank) and written into the ring
+    in the third, each bank into the tail's row or the next: no shifter spans the ring, and
+    the ring's write enables are registers.
     ``i.ready`` is a register, set when there will be room for a full beat (at most
     ``depth - width_in`` entries held, not counting a word leaving in the cycle before); it
     is never a function of the offered beat or of ``o.ready`` in the same cycle, so no
@@ -260,16 +261,16 @@ class Packer(wiring.Component):
         fill = Signal(range(size + 1))  # entries written into the ring
         ending = Signal()               # the vector's last beat is in the ring
 
-        # The accepted beat rotated to the tail (stage 2 of 2) -> the ring.
-        placed = Signal(data.ArrayLayout(self._elem_shape, size))
-        placed_valid = Signal(size)
+        # The accepted beat, rotated to the tail's bank (stage 2 of 2) -> the ring's rows.
+        placed = Signal(data.ArrayLayout(self._elem_shape, win))
+        placed_enable = [Signal(win, name=f"placed_enable_row{r}") for r in range(size // win)]
         placed_count = Signal(range(win + 1))
         placed_last = Signal()
-        shifted = Signal(data.ArrayLayout(self._elem_shape, size))   # the stage before
-        shifted_valid = Signal(size)
+        shifted = Signal(data.ArrayLayout(self._elem_shape, win))    # the stage before
+        shifted_valid = Signal(win)        # bank j receives an element
+        shifted_wrap = Signal(win)         # ... in the row after the tail's
         shifted_count = Signal(range(win + 1))
         shifted_last = Signal()
-        shifted_high = Signal(range(size))
         occupied = Signal(range(size + 1))   # fill + both stages' counts: accepted, not yet output
 
         # The word at the head (``word``), offered as ``o`` or through the output buffer.
@@ -326,46 +327,53 @@ class Packer(wiring.Component):
                                  & (occupied + given <= size - win))
             m.d.comb += self.i.ready.eq(ready)
 
-        # The incoming beat, padded to the ring's size and rotated right by tail over two
-        # cycles (the low bits of tail, then the high ones), so neither cycle holds the
-        # whole barrel shifter behind the tail register's fan-out. Only the valid bits
-        # depend on the handshake (the data registers load every cycle).
-        # The tail is kept in TAIL_COPIES counters that step alike (not one register with
-        # copies, which synthesis would merge); each steers a contiguous group of ring
-        # positions, so no register drives every multiplexer of both rotations.
-        blank = Const(0, len(Value.cast(ring[0])))
-        split = ceil_log2(size) // 2
-        copies = min(self.TAIL_COPIES, size)
+        # The ring is ``size // win`` rows of ``win`` banks; entry ``s`` is bank ``s % win`` of
+        # row ``s // win``. Element i of a beat goes to entry tail + i: bank (tail + i) % win,
+        # in the tail's row or, past the row's end, the next. So the beat is rotated by the
+        # tail's bank only (a ``win``-wide barrel shifter over two cycles: the low, then the
+        # high bits of the bank), and each bank decides its row from one "wrapped" bit: no
+        # shifter as wide as the ring. Only the valid bits depend on the handshake (the
+        # data registers load every cycle). The tail is kept in TAIL_COPIES counters that
+        # step alike (not one register with copies, which synthesis would merge); each
+        # steers a contiguous group of banks, so no register drives every multiplexer.
+        bank_bits = exact_log2(win)
+        split = bank_bits // 2
+        copies = min(self.TAIL_COPIES, win)
         tails = [tail] + [Signal(range(size), name=f"tail_copy{c}") for c in range(1, copies)]
-        highs = [shifted_high] + [Signal(range(size), name=f"shifted_high_copy{c}")
-                                  for c in range(1, copies)]
-        group = lambda copy_of: [copy_of[n * copies // size] for n in range(size)]
-        low = rotate(m, [self.i.payload.data[n] if n < win else blank for n in range(size)],
-                     group([t[:split] for t in tails]), left=False, name="tail_lo")
-        low_valid = rotate(m, [n < self.i.payload.count if n < win else Const(0, 1)
-                               for n in range(size)], group([t[:split] for t in tails]),
-                           left=False, name="tail_lo_valid")
+        group = lambda copy_of: [copy_of[j * copies // win] for j in range(win)]
+        low = rotate(m, list(self.i.payload.data), group([t[:split] for t in tails]), left=False, name="tail_lo")
+        # Bank j receives element (j - bank) % win, if that is below the beat's count.
+        bank = group([t[:bank_bits] for t in tails])
+        receives = [(Const(j, bank_bits) - bank[j])[:bank_bits] < self.i.payload.count for j in range(win)]
         m.d.sync += [
             shifted.eq(Cat(low)),
-            shifted_valid.eq(Cat(low_valid) & entering.replicate(size)),
+            shifted_valid.eq(Cat(receives) & entering.replicate(win)),
+            shifted_wrap.eq(Cat(Const(j, bank_bits) < bank[j] for j in range(win))),
             shifted_count.eq(given),
             shifted_last.eq(entering & self.i.payload.last),
             occupied.eq(occupied - taken + given),
         ]
-        m.d.sync += [h.eq(t[split:]) for h, t in zip(highs, tails)]
+        # The second stage's amounts and rows: the tails' values as the beat entered.
+        highs = [Signal(range(size), name=f"shifted_tail{c}") for c in range(copies)]
+        m.d.sync += [h.eq(t) for h, t in zip(highs, tails)]
         m.d.sync += [t.eq(t + given) for t in tails]
-        high_amounts = group([Cat(Const(0, split), h) for h in highs])
+        high_amounts = group([Cat(Const(0, split), h[split:bank_bits]) for h in highs])
         high = rotate(m, list(shifted), high_amounts, left=False, name="tail_hi")
-        high_valid = rotate(m, list(shifted_valid), high_amounts, left=False, name="tail_hi_valid")
+        rows = size // win
+        row_of = group([h[bank_bits:] for h in highs])
+        for j in range(win):
+            row = (row_of[j] + shifted_wrap[j])[:exact_log2(rows)] if rows > 1 else Const(0, 1)
+            for r in range(rows):
+                m.d.sync += placed_enable[r][j].eq(shifted_valid[j] & (row == r))
         m.d.sync += [
             placed.eq(Cat(high)),
-            placed_valid.eq(Cat(high_valid)),
             placed_count.eq(shifted_count),
             placed_last.eq(shifted_last),
         ]
-        for s in range(size):
-            with m.If(placed_valid[s]):
-                m.d.sync += ring[s].eq(placed[s])
+        for r in range(rows):
+            for j in range(win):
+                with m.If(placed_enable[r][j]):
+                    m.d.sync += ring[r * win + j].eq(placed[j])
         # A word that does not end the vector takes exactly wout entries, and the one that
         # does resets the heads: so they step by the constant wout (no count on the path).
         fill_next = Signal.like(fill)
