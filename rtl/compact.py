@@ -224,8 +224,9 @@ class Packer(wiring.Component):
     o : Out(stream) of :func:`dense_beat` ``(width_out)``
     """
 
-    #: independent copies of the tail counter (each steers a group of ring positions; with 4,
-    #: one copy's fan-out was topk's worst path; 8 crash Yosys 0.70's ``abc_ops -reintegrate``)
+    #: independent copies of the tail counter, at most one per bank (each steers its banks'
+    #: rotation and row; with 4, when the rotation spanned the ring, one copy's fan-out was
+    #: topk's worst path, and 8 crashed Yosys 0.70's ``abc_ops -reintegrate``)
     TAIL_COPIES = 16
     #: independent copies of the head counter (each selects a group of the word's elements)
     HEAD_COPIES = 4
