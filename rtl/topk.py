@@ -38,8 +38,8 @@ FREE, RECEIVED, SELECTED = 0, 1, 2
 
 #: Copies of the flag that loads the select pass's histogram counters (a share each).
 HIST_COPIES = 4
-#: Copies of the one-hot digit selects, each steering the digit multiplexers of a group of lanes.
-DIGIT_COPIES = 4
+#: Copies of the select pass's lane-wide controls (digit selects, resolved digit), a lane group each.
+LANE_COPIES = 4
 
 
 def input_beat(cfg):
@@ -201,7 +201,6 @@ class TopK(wiring.Component):
         digit_now = Signal(cfg.levels)             # one-hot: the digit a pass histograms (= level)
         digit_before = Signal(cfg.levels)          # one-hot: the digit a pass matches (level - 1)
         threshold = Signal(cfg.key_bits)           # resolved digits so far
-        matched = Signal(cfg.radix_bits)           # the last resolved digit
         k_left = Signal(count)                     # rank still wanted among candidates
         source_count = Signal(count)               # candidates the pass reads
         in_bucket = Signal(count)                  # candidates matching all resolved digits
@@ -300,7 +299,6 @@ class TopK(wiring.Component):
             with m.State("PICK"):
                 m.d.sync += [
                     threshold.eq(new_threshold),
-                    matched.eq(bucket),
                     k_left.eq(rank_left),
                     in_bucket.eq(_one_hot_mux(picked, populations)),
                     source_count.eq(in_bucket),
@@ -357,18 +355,21 @@ class TopK(wiring.Component):
             digits_first.eq(fetched_first),
             digits_present.eq(Cat(lane < fetched_present for lane in range(C))),
         ]
-        # The one-hot selects in DIGIT_COPIES copies, loaded as digit_now and digit_before
-        # are (IDLE and PICK), each driving a group of lanes: one register's fan-out to every
-        # lane's multiplexers was seed 1's worst path at 9b42129 (10.4 ns of routing).
+        # The registers that steer every lane (the one-hot digit selects, loaded in IDLE and
+        # PICK, and the last resolved digit, loaded in PICK) in LANE_COPIES copies, each
+        # driving a group of lanes: one register's fan-out to every lane was the worst path
+        # at 9b42129 (seed 1: digit_before, 10.4 ns of routing; seed 2 after the digit
+        # copies: the resolved digit, 4.4 ns in one hop).
         idle, pick = select_fsm.ongoing("IDLE"), select_fsm.ongoing("PICK")
-        copies = min(DIGIT_COPIES, C)
+        copies = min(LANE_COPIES, C)
 
-        def one_hot_copies(name, value):
-            bits = [held_copies(m, f"{name}_bit{j}_copy", copies, load=idle | pick, value=value[j])
-                    for j in range(cfg.levels)]
+        def lane_copies(name, value, load):
+            bits = [held_copies(m, f"{name}_bit{j}_copy", copies, load=load, value=value[j])
+                    for j in range(len(value))]
             return [Cat(bit[c] for bit in bits) for c in range(copies)]
-        now_copies = one_hot_copies("digit_now", Mux(idle, 1, digit_now << 1))
-        before_copies = one_hot_copies("digit_before", Mux(idle, 0, digit_now))
+        now_copies = lane_copies("digit_now", Mux(idle, 1, digit_now << 1)[:cfg.levels], idle | pick)
+        before_copies = lane_copies("digit_before", Mux(idle, 0, digit_now), idle | pick)
+        matched_copies = lane_copies("matched", bucket, pick)      # the last resolved digit
         for lane, key in enumerate(keys):
             m.d.sync += [
                 previous_digits[lane].eq(_select_digit(cfg, key, before_copies[lane * copies // C])),
@@ -383,6 +384,7 @@ class TopK(wiring.Component):
         m.d.sync += [masks_valid.eq(digits_valid), masks_last.eq(digits_last), masks_values.eq(digits_values),
                      masks_first.eq(digits_first)]
         for lane in range(C):
+            matched = matched_copies[lane * copies // C]
             is_candidate = wires(m, [digits_present[lane] & (previous_digits[lane] == matched)],
                                  f"candidate{lane}_")[0]
             m.d.sync += candidate[lane].eq(is_candidate)
