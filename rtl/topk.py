@@ -358,8 +358,8 @@ class TopK(wiring.Component):
         # The registers that steer every lane (the one-hot digit selects, loaded in IDLE and
         # PICK, and the last resolved digit, loaded in PICK) in LANE_COPIES copies, each
         # driving a group of lanes: one register's fan-out to every lane was the worst path
-        # at 9b42129 (seed 1: digit_before, 10.4 ns of routing; seed 2 after the digit
-        # copies: the resolved digit, 4.4 ns in one hop).
+        # at 9b42129 (seed 1: digit_before, 10.4 ns of routing) and, with the digit selects
+        # copied, at seeds 2 and 3 (the resolved digit, 4.4 and 5.2 ns in one hop).
         idle, pick = select_fsm.ongoing("IDLE"), select_fsm.ongoing("PICK")
         copies = min(LANE_COPIES, C)
 
