@@ -158,12 +158,18 @@ class TopK(wiring.Component):
         for g in range(groups):
             for lane in range(L):
                 m.d.comb += receive_port.data[g * L + lane].eq(self.i.payload.scores[lane])
+        # k is clamped to [1, N] here, as the vector ends (so the select loads it through
+        # the slot multiplexer alone: the clamp's compare there was a worst path at d6ea1aa).
+        recv_k = Signal(count)                     # k of the vector being received
+        k_now = Mux(first, self.i.payload.k, recv_k)
+        n_now = (recv_beat + 1) * L
         with m.If(accept):
             with m.If(first):
-                m.d.sync += slot_k[recv_slot].eq(self.i.payload.k)
+                m.d.sync += recv_k.eq(self.i.payload.k)
             with m.If(ends):
                 m.d.sync += [
-                    slot_n[recv_slot].eq((recv_beat + 1) * L),
+                    slot_k[recv_slot].eq(Mux(k_now == 0, 1, Mux(k_now > n_now, n_now, k_now))),
+                    slot_n[recv_slot].eq(n_now),
                     slot_last_word[recv_slot].eq(recv_beat >> exact_log2(groups)),
                     slot_tail[recv_slot].eq(((recv_beat % groups if groups > 1 else 0) + 1) * L),
                     recv_slot.eq(next_slot(recv_slot)),
@@ -253,7 +259,7 @@ class TopK(wiring.Component):
                 # enables of the registers loaded.
                 m.d.sync += [
                     in_bucket.eq(n_here),
-                    k_left.eq(Mux(k_wanted == 0, 1, Mux(k_wanted > n_here, n_here, k_wanted))),
+                    k_left.eq(k_wanted),                # clamped to [1, N] as it was received
                     level.eq(1),
                     digit_now.eq(1),
                     digit_before.eq(0),
