@@ -22,9 +22,11 @@ Timing-driven rip-up (``timing_ripup``, ``attnforge fpga --tmg-ripup``). The
 router also rips up and reroutes the nets of failing timing arcs, which takes
 out the long detours congestion leaves behind: on the default top-k engine's
 netlist it took seed 1 from 93.47 to 100.66 MHz (BENCHMARKS.md). It stops
-only when no arc fails, so where the placement cannot meet the target it
-iterates without end (seeds 2 and 3 of that netlist: 13 to 18 failing arcs,
-round after round); pair it with a ``timeout``.
+only when no arc fails by the router's own delay estimate, so where the
+placement cannot meet the target it may iterate without end (seeds 2 and 3 of
+that netlist: 13 to 18 failing arcs, round after round); pair it with a
+``timeout``. It may also end a little below the target, where the final timing
+analysis disagrees with the router's estimate (f312867 at seed 2: 99.55 MHz).
 
 Target frequency.  The board's clock resource carries its real frequency
 (iCEBreaker 12 MHz, ULX3S 25 MHz) and Amaranth writes it as a clock

@@ -339,8 +339,8 @@ def build_parser():
     sub.add_argument("--freq", type=float, default=None, metavar="MHZ",
                      help="nextpnr target frequency (default: the board's)")
     sub.add_argument("--tmg-ripup", action="store_true",
-                     help="nextpnr's timing-driven rip-up: reroutes failing arcs until the target is "
-                          "met (it does not stop while any fails: give --timeout)")
+                     help="nextpnr's timing-driven rip-up: reroutes the nets of failing arcs until none "
+                          "fails by the router's estimate (it may not end: give --timeout)")
     sub.add_argument("--timeout", type=float, default=None, metavar="MIN",
                      help="minutes each tool may run before the build fails (default: no limit)")
     sub.add_argument("-o", "--output", metavar="DIR", default="build/fpga",
