@@ -202,6 +202,10 @@ class TopK(wiring.Component):
         # IDLE loads the slot's top-digit histogram; each RESOLVE (two cycles: parallel
         # ">= k" compares, then a one-hot pick) fixes one digit; each pass between two
         # resolves reads the candidates, histograms the next digit and keeps the matches.
+        # The first pass reads the whole slot, whatever the top digit, so its reads start
+        # with the top digit's resolve (FIRST_PASS_OVERLAP cycles early): the resolved
+        # digit is first needed three cycles after a read. A resolve that ends the select
+        # there drops those reads.
         sel_slot = Signal(range(3))
         level = Signal(range(cfg.levels + 1))      # the digit being resolved
         digit_now = Signal(cfg.levels)             # one-hot: the digit a pass histograms (= level)
@@ -211,9 +215,10 @@ class TopK(wiring.Component):
         source_count = Signal(count)               # candidates the pass reads
         in_bucket = Signal(count)                  # candidates matching all resolved digits
         hist = [Signal(count, name=f"ge{b}") for b in range(1, B)]
+        scanning = Signal()                        # a pass's reads are being issued
         scan_word = Signal(range(cfg.words + 1))
-        scan_words = Signal(range(cfg.words + 1))
-        wait = Signal(range(cfg.PASS_DRAIN + 1))
+        scan_end = Signal(range(cfg.words))        # the pass's last word
+        wait = Signal(range(cfg.PASS_DRAIN + 1))   # drain cycles left after a pass's last read
         k_wanted, n_here = slot_k[sel_slot], slot_n[sel_slot]
 
         buffer_word = read(m, "select", buffer, addr=Cat(scan_word[:word_bits], sel_slot), en=1,
@@ -225,6 +230,21 @@ class TopK(wiring.Component):
         read_last = Signal()
         read_first = Signal()
         m.d.sync += [read_valid.eq(0), read_last.eq(0)]
+        with m.If(scanning):
+            m.d.sync += [
+                scan_word.eq(scan_word + 1),
+                read_valid.eq(1),
+                read_word.eq(scan_word),
+                read_last.eq(scan_word == scan_end),
+                read_first.eq(scan_word == 0),
+            ]
+            with m.If(scan_word == scan_end):
+                m.d.sync += [
+                    scanning.eq(0),
+                    wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.PASS_DRAIN)),
+                ]
+        with m.Elif(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
 
         # COMPARE registers, for every bucket b at once, the one-hot pick (b when ">= b"
         # reaches k_left and ">= b+1" does not), the bucket's population and the rank left if
@@ -264,23 +284,15 @@ class TopK(wiring.Component):
                     digit_now.eq(1),
                     digit_before.eq(0),
                     threshold.eq(0),
+                    source_count.eq(n_here),            # the first pass reads the whole slot
+                    scan_word.eq(0),
+                    scan_end.eq(slot_last_word[sel_slot]),
                 ]
                 with m.If(state[sel_slot] == RECEIVED):
+                    m.d.sync += scanning.eq(1)
                     m.next = "COMPARE"
-            with m.State("SCAN"):
-                m.d.sync += [
-                    scan_word.eq(scan_word + 1),
-                    read_valid.eq(1),
-                    read_word.eq(scan_word),
-                    read_last.eq(scan_word == scan_words - 1),
-                    read_first.eq(scan_word == 0),
-                ]
-                with m.If(scan_word == scan_words - 1):
-                    m.d.sync += wait.eq(Mux(level == cfg.levels, cfg.LAST_PASS_DRAIN, cfg.PASS_DRAIN))
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 1):
+            with m.State("PASS"):
+                with m.If(~scanning & (wait == 1)):
                     m.next = "COMPARE"
             with m.State("COMPARE"):
                 # The select ends after the last digit, or early: when the picked bucket
@@ -311,8 +323,6 @@ class TopK(wiring.Component):
                     level.eq(level + 1),
                     digit_now.eq(digit_now << 1),
                     digit_before.eq(digit_now),
-                    scan_word.eq(0),
-                    scan_words.eq((in_bucket + C - 1) >> exact_log2(C)),
                 ]
                 with m.If(finish):
                     m.d.comb += select_done.eq(1)
@@ -324,7 +334,16 @@ class TopK(wiring.Component):
                     ]
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "SCAN"
+                    with m.If(level != 1):              # the first pass is reading already
+                        m.d.sync += [
+                            scanning.eq(1),
+                            scan_word.eq(0),
+                            scan_end.eq((in_bucket - 1) >> exact_log2(C)),
+                        ]
+                    m.next = "PASS"
+        with m.If(select_done):
+            # the select ended at the top digit: drop the first pass's reads
+            m.d.sync += [scanning.eq(0), read_valid.eq(0), wait.eq(0)]
 
         # The pass datapath: source word -> register -> digits -> candidate and ">= b" masks ->
         # histogram and compaction into the other FIFO. ``level`` is the digit being
@@ -341,9 +360,11 @@ class TopK(wiring.Component):
             fetched_valid.eq(read_valid),
             fetched_last.eq(read_last),
             fetched_first.eq(read_first),
-            from_buffer.eq(level == 2),
+            from_buffer.eq(level <= 2),             # the first pass (level 2, or 1 while it resolves)
             fetched_present.eq(Mux(remaining > C, C, remaining)),
         ]
+        with m.If(select_done):
+            m.d.sync += fetched_valid.eq(0)         # a dropped read of the first pass
         fetched = Signal(word_shape)
         m.d.comb += fetched.eq(Mux(from_buffer, buffer_word.as_value(), fifo_word_read.as_value()))
         # digits: each lane's matched and histogrammed digits, picked by the one-hot

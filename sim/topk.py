@@ -151,8 +151,13 @@ class Timing:
 
 
 def select_stage_cycles(selection, cfg=TopKConfig()):
-    """Cycles the select stage holds a vector: a load, two per digit resolved, scan + drain per pass."""
+    """Cycles the select stage holds a vector: a load, two per digit resolved, scan + drain per pass.
+
+    The first pass's reads overlap the top digit's resolve (``FIRST_PASS_OVERLAP`` cycles).
+    """
     total = 1 + 2 * (len(selection.pass_sizes) + 1)
+    if selection.pass_sizes:
+        total -= cfg.FIRST_PASS_OVERLAP
     for level, size in enumerate(selection.pass_sizes, start=2):
         drain = cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN
         total += -(-size // cfg.comparators) + drain
@@ -264,7 +269,7 @@ def cycles(scores, k, cfg=TopKConfig()):
 def worst_case_select_cycles(n, cfg=TopKConfig()):
     """The select stage's bound for any input of length ``n``: every pass reads all ``n``."""
     words = -(-n // cfg.comparators)
-    return 1 + 2 * cfg.levels + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN)
+    return 1 + 2 * cfg.levels - cfg.FIRST_PASS_OVERLAP + sum(words + (cfg.LAST_PASS_DRAIN if level == cfg.levels else cfg.PASS_DRAIN)
                                     for level in range(2, cfg.levels + 1))
 
 

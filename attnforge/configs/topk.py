@@ -71,6 +71,7 @@ class TopKConfig(BlockConfig):
             "formats": {"scores": f"signed {self.width}-bit integer",
                         "k": "unsigned, read on a vector's first beat"},
             "latency": {"pass_drain": self.PASS_DRAIN, "last_pass_drain": self.LAST_PASS_DRAIN,
+                        "first_pass_overlap": self.FIRST_PASS_OVERLAP,
                         "levels": self.levels, "note": "see sim/topk.py cycles() for the cycle model"},
         }
 
@@ -83,3 +84,5 @@ class TopKConfig(BlockConfig):
     EMIT_PACKER_RINGS = 4
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
     LAST_PASS_DRAIN = 5
+    #: select: cycles of the top digit's resolve that the first pass's reads overlap
+    FIRST_PASS_OVERLAP = 2
