@@ -485,11 +485,11 @@ class TopK(wiring.Component):
         # each lane) -> decided (the kept lanes) -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
         # FIFO ever stalls: a word is read only with a credit, one per FIFO entry, returned
         # when the packer takes the entry. So no ready signal crosses the pipeline.
-        # Each word carries its vector's threshold and tie budget.
+        # Each word carries its lanes present (a mask) and its vector's tie budget; its
+        # vector's threshold travels beside it, in lane-group copies.
         entry = data.StructLayout({"value": signed(W), "index": unsigned(cfg.index_bits)})
         word_info = data.StructLayout({
-            "word": range(cfg.words), "present": range(C + 1), "first": 1, "last": 1,
-            "threshold": signed(W), "ties": count,
+            "word": range(cfg.words), "present": C, "first": 1, "last": 1, "ties": count,
         })
         # The hand-over: a SELECTED slot's parameters are copied into the emit registers the
         # cycle before its first read, so the read control below sees registers only (the
@@ -500,7 +500,7 @@ class TopK(wiring.Component):
         emit_first = Signal()          # emit_word is the vector's first word
         emit_final = Signal()          # emit_word is the vector's last word
         emit_last_word = Signal(range(cfg.words))
-        emit_tail = Signal(range(C + 1))
+        emit_tail = Signal(C)          # the last word's lanes present, a mask
         emit_threshold = Signal(signed(W))
         emit_ties = Signal(count)
         credits = Signal(range(cfg.EMIT_FIFO_DEPTH + 1), init=cfg.EMIT_FIFO_DEPTH)
@@ -519,7 +519,7 @@ class TopK(wiring.Component):
                 emit_first.eq(1),
                 emit_final.eq(slot_last_word[emit_slot] == 0),
                 emit_last_word.eq(slot_last_word[emit_slot]),
-                emit_tail.eq(slot_tail[emit_slot]),
+                emit_tail.eq(Cat(lane < slot_tail[emit_slot] for lane in range(C))),
                 emit_threshold.eq(Cat(key[pad:pad + W - 1], ~key[cfg.key_bits - 1])),
                 emit_ties.eq(slot_ties[emit_slot]),
             ]
@@ -533,12 +533,13 @@ class TopK(wiring.Component):
         m.d.sync += [
             read_full.eq(issue),
             read_info.word.eq(emit_word),
-            read_info.present.eq(Mux(emit_final, emit_tail, C)),
+            read_info.present.eq(Mux(emit_final, emit_tail, (1 << C) - 1)),
             read_info.first.eq(emit_first),
             read_info.last.eq(emit_final),
-            read_info.threshold.eq(emit_threshold),
             read_info.ties.eq(emit_ties),
         ]
+        read_threshold = Signal(signed(W))
+        m.d.sync += read_threshold.eq(emit_threshold)
         with m.If(issue):
             m.d.sync += [
                 emit_word.eq(emit_word + 1),
@@ -555,6 +556,9 @@ class TopK(wiring.Component):
         fetch = Signal(word_info)
         fetch_full = Signal()
         m.d.sync += [fetch_full.eq(read_full), fetch.eq(read_info)]
+        # The threshold in LANE_COPIES copies, a lane group each: one register's fan-out to
+        # all 2·C compares was the worst path at 192dc0e (seed 1, 4.2 ns of routing).
+        thresholds = [copy.as_signed() for copy in lane_copies("fetch_threshold", read_threshold, read_full)]
 
         # compared: each lane against the threshold (> and =), nothing else in the cycle.
         compared = Signal(word_info)
@@ -564,10 +568,10 @@ class TopK(wiring.Component):
         compared_equal = Signal(C)
         m.d.sync += [compared_full.eq(fetch_full), compared.eq(fetch), compared_values.eq(fetch_values)]
         for lane in range(C):
-            present = lane < fetch.present
+            threshold_here = thresholds[lane * copies // C]
             m.d.sync += [
-                compared_greater[lane].eq(present & (fetch_values[lane] > fetch.threshold)),
-                compared_equal[lane].eq(present & (fetch_values[lane] == fetch.threshold)),
+                compared_greater[lane].eq(fetch.present[lane] & (fetch_values[lane] > threshold_here)),
+                compared_equal[lane].eq(fetch.present[lane] & (fetch_values[lane] == threshold_here)),
             ]
 
         # classified: the ties before each lane (a prefix sum of the equal lanes).
