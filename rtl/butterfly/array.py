@@ -292,7 +292,9 @@ class _Column(wiring.Component):
     ``en`` holds ``1 + lanes/2`` copies of the pipeline enable: bit 0 moves the column's
     registers and memory ports, bit ``1 + n`` PE ``n``. ``active`` (the transforms in the
     columns use this one) and ``real`` come from registers of the array's, one per column,
-    as each drives hundreds of multiplexers. ``o_valid_next`` is the valid bit ``o`` will
+    as each drives hundreds of multiplexers; ``active`` in as many copies as ``en``, bit 0
+    for the flags, bit ``1 + n`` for PE ``n``'s output lanes (one copy of it was the 16-PE
+    array's worst path at 8a07c6c with the static placer: 9.5 ns of routing). ``o_valid_next`` is the valid bit ``o`` will
     show after a cycle with ``en`` high (for the array's enable, a cycle ahead), and
     ``o_index_next`` its index (for the next exchange's switch).
     """
@@ -304,7 +306,7 @@ class _Column(wiring.Component):
         ports = {
             "en": In(self.enables(cfg)),
             "log2n": In(range(schedule.log2n_max + 1)),
-            "active": In(1),
+            "active": In(self.enables(cfg)),
             "i": In(_beat(cfg)),
             "o": Out(_beat(cfg)),
             "o_valid_next": Out(1),
@@ -416,7 +418,11 @@ class _Column(wiring.Component):
                             writes=[wp], registers=2)
                 weights.append([word[k * tb:(k + 1) * tb].as_signed() for k in range(4)])
 
-        active = self.active if not self.always_active(sched, self._index) else Const(1, 1)
+        if self.always_active(sched, self._index):
+            active_copies = Const(-1, len(self.active))
+        else:
+            active_copies = self.active
+        active = active_copies[0]
         # Input register, PEs, and the flags beside them.
         pe_out = [None] * P
         for n, (l0, l1) in enumerate(pairs):
@@ -457,16 +463,19 @@ class _Column(wiring.Component):
         before_index = flags[-2].index if len(flags) > 1 else op.index
         m.d.comb += [self.o_valid_next.eq(Mux(active, before_out, self.i.valid)),
                      self.o_index_next.eq(Mux(active, before_index, self.i.index))]
+        for n, pair in enumerate(pairs):
+            for lane in pair:
+                m.d.comb += out.data[lane].eq(Mux(active_copies[1 + n], pe_out[lane], reg.data[lane]))
         with m.If(active):
             m.d.comb += [
-                *(out.data[lane].eq(pe_out[lane]) for lane in range(P)),
                 out.valid.eq(flags[-1].valid),
                 out.first.eq(flags[-1].first),
                 out.last.eq(flags[-1].last),
                 out.index.eq(flags[-1].index),
             ]
         with m.Else():
-            m.d.comb += out.eq(reg)
+            m.d.comb += [out.valid.eq(reg.valid), out.first.eq(reg.first), out.last.eq(reg.last),
+                         out.index.eq(reg.index)]
         return m
 
 
@@ -621,7 +630,7 @@ class ButterflyArray(wiring.Component):
             index_next = column.o_index_next
             if not _Column.always_active(sched, c):
                 m.d.comb += column.active.eq(length_flag(
-                    f"col{c}_active", lambda n, c=c: sched.plan(n)[c].active))
+                    f"col{c}_active", lambda n, c=c: sched.plan(n)[c].active, len(column.active)))
             if cfg.linear:
                 col_real, = held_copies(m, f"col{c}_real", 1, load=new_length, value=slot_real)
                 m.d.comb += [
