@@ -16,7 +16,14 @@ Lattice templates read (``amaranth/vendor/_siliconblue.py``,
 ``synth_ice40``/``synth_ecp5``) and ``nextpnr_opts`` (inserted before
 nextpnr's device options).  We add ``--report report.json``,
 ``--timing-allow-fail``, ``--seed``, ``--freq`` and, on ECP5,
-``--router router2``; with ``timing_ripup``, ``--tmg-ripup`` (below).
+``--router router2``; with ``timing_ripup``, ``--tmg-ripup`` (below); with
+``placer``, ``--placer`` (below).
+
+Placer (``placer``, ``attnforge fpga --placer``). nextpnr's default is HeAP
+(``heap``); ``static`` is its newer electrostatic placer. On the 16-PE
+butterfly array's netlist (8a07c6c, seed 1), HeAP's placement had 205,000
+units of wirelength and router2 did not converge; the static placer's had
+152,000, and router2 converged at iteration 33 (78.57 MHz, BENCHMARKS.md).
 
 Timing-driven rip-up (``timing_ripup``, ``attnforge fpga --tmg-ripup``). The
 router also rips up and reroutes the nets of failing timing arcs, which takes
@@ -404,9 +411,13 @@ def _retarget_clocks(plan, board, freq_mhz):
     return done
 
 
+#: nextpnr's placers: HeAP (its default), the electrostatic one, simulated annealing
+PLACERS = ("heap", "static", "sa")
+
+
 def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=None,
           progress=print, wrap=True, timeout=None, ram_output_registers=True,
-          timing_ripup=False):
+          timing_ripup=False, placer=None):
     """Build ``component`` for ``board`` and return an :class:`FpgaReport`.
 
     Parameters
@@ -434,8 +445,12 @@ def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=N
         Seconds each tool may run before the build fails (None: no limit).
     timing_ripup : bool
         nextpnr's timing-driven rip-up (``--tmg-ripup``; module docstring).
+    placer : str or None
+        nextpnr's placer, one of :data:`PLACERS` (None: nextpnr's default, ``heap``).
     """
     board = get_board(board)
+    if placer is not None and placer not in PLACERS:
+        raise ValueError(f"placer {placer!r} is not one of {', '.join(PLACERS)}")
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
         raise ValueError(f"design name {name!r} must be alphanumeric/underscore")
     freq_mhz = float(freq_mhz or board.default_freq_mhz)
@@ -452,7 +467,8 @@ def build(component, board, *, name="top", build_dir="build", seed=1, freq_mhz=N
     report_file = "report.json"
     nextpnr_opts = [*board.nextpnr_opts, "--report", report_file, "--timing-allow-fail",
                     "--seed", str(int(seed)), "--freq", f"{freq_mhz:g}",
-                    *(["--tmg-ripup"] if timing_ripup else [])]
+                    *(["--tmg-ripup"] if timing_ripup else []),
+                    *(["--placer", placer] if placer else [])]
     plan = platform.build(top, name=name, do_build=False,
                           synth_opts=" ".join(board.synth_opts),
                           nextpnr_opts=" ".join(nextpnr_opts))

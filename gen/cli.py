@@ -224,7 +224,7 @@ def cmd_fpga(args):
     try:
         report = build(block.component(cfg), args.board, name=block.name, build_dir=out_dir,
                        seed=args.seed, freq_mhz=args.freq, progress=say,
-                       timing_ripup=args.tmg_ripup,
+                       timing_ripup=args.tmg_ripup, placer=args.placer,
                        timeout=None if args.timeout is None else 60 * args.timeout)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -332,7 +332,7 @@ def build_parser():
     simulator(sub, choices=(*SIMULATORS, "both"))
     sub.add_argument("--seeds", type=int, default=4, metavar="N", help="seeds 0..N-1 (default: 4)")
 
-    from ..fpga.build import BOARDS
+    from ..fpga.build import BOARDS, PLACERS
     sub = command("fpga", cmd_fpga, "build a bitstream; report Fmax and utilization")
     sub.add_argument("--board", choices=sorted(BOARDS), required=True)
     sub.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default: 1)")
@@ -341,6 +341,9 @@ def build_parser():
     sub.add_argument("--tmg-ripup", action="store_true",
                      help="nextpnr's timing-driven rip-up: reroutes the nets of failing arcs until none "
                           "fails by the router's estimate (it may not end: give --timeout)")
+    sub.add_argument("--placer", choices=PLACERS, default=None,
+                     help="nextpnr's placer (default: nextpnr's, heap; static routed the 16-PE "
+                          "butterfly array where heap did not)")
     sub.add_argument("--timeout", type=float, default=None, metavar="MIN",
                      help="minutes each tool may run before the build fails (default: no limit)")
     sub.add_argument("-o", "--output", metavar="DIR", default="build/fpga",

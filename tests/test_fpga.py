@@ -281,11 +281,13 @@ def test_failed_tool_reports_log_tail(tmp_path):
 
 
 @pytest.mark.fpga
-def test_timeout_stops_a_tool_and_ripup_reaches_nextpnr(tmp_path):
-    """A tool over its time limit fails the build by name; timing_ripup adds --tmg-ripup to
-    nextpnr's command in the build script."""
+def test_timeout_stops_a_tool_and_options_reach_nextpnr(tmp_path):
+    """A tool over its time limit fails the build by name; timing_ripup and placer reach
+    nextpnr's command in the build script; an unknown placer is refused."""
     with pytest.raises(RuntimeError, match="synth .* failed with exit status timeout"):
         build(Mac8(), "ulx3s-85f", name="mac8", build_dir=tmp_path, progress=None,
-              timeout=0.01, timing_ripup=True)
+              timeout=0.01, timing_ripup=True, placer="static")
     script = (tmp_path / "mac8_ulx3s-85f_s1" / "build_mac8.sh").read_text()
-    assert "--router router2" in script and "--tmg-ripup" in script
+    assert "--router router2" in script and "--tmg-ripup" in script and "--placer static" in script
+    with pytest.raises(ValueError, match="placer 'magic'"):
+        build(Mac8(), "ulx3s-85f", name="mac8", build_dir=tmp_path, progress=None, placer="magic")
