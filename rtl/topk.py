@@ -40,6 +40,9 @@ FREE, RECEIVED, SELECTED = 0, 1, 2
 HIST_COPIES = 4
 #: Copies of the select pass's lane-wide controls (digit selects, resolved digit), a lane group each.
 LANE_COPIES = 4
+#: The users of the rank still wanted, each with a copy of it: COMPARE's ">=" compares, its
+#: exact-rank compares, its rank subtractions.
+K_LEFT_USES = ("compare", "exact", "rank")
 
 
 def input_beat(cfg):
@@ -211,7 +214,14 @@ class TopK(wiring.Component):
         digit_now = Signal(cfg.levels)             # one-hot: the digit a pass histograms (= level)
         digit_before = Signal(cfg.levels)          # one-hot: the digit a pass matches (level - 1)
         threshold = Signal(cfg.key_bits)           # resolved digits so far
-        k_left = Signal(count)                     # rank still wanted among candidates
+        # The rank still wanted among candidates, loaded in IDLE and PICK, in three copies
+        # (K_LEFT_USES): k_left's fan-out to all of COMPARE's compares and subtractions was
+        # a worst path at d6ea1aa and 3fa0788 (seed 1, 7.3 and 8.5 ns of routing).
+        k_left_load = Signal()
+        k_left_next = Signal(count)
+        k_left_bits = [held_copies(m, f"k_left_bit{j}_copy", len(K_LEFT_USES), load=k_left_load,
+                                   value=k_left_next[j]) for j in range(cfg.count_bits)]
+        k_left = {use: Cat(bit[n] for bit in k_left_bits) for n, use in enumerate(K_LEFT_USES)}
         source_count = Signal(count)               # candidates the pass reads
         in_bucket = Signal(count)                  # candidates matching all resolved digits
         hist = [Signal(count, name=f"ge{b}") for b in range(1, B)]
@@ -251,7 +261,7 @@ class TopK(wiring.Component):
         # b is picked; PICK then only multiplexes (the subtractions after the pick's
         # multiplexer, and a popcount for the bucket's number, were critical paths).
         counts = [in_bucket, *hist, Const(0, cfg.count_bits)]
-        compares = [Const(1, 1), *(h >= k_left for h in hist), Const(0, 1)]
+        compares = [Const(1, 1), *(h >= k_left["compare"] for h in hist), Const(0, 1)]
         picked = Signal(B)
         populations = [Signal(count, name=f"population{b}") for b in range(B)]
         ranks_left = [Signal(count, name=f"rank_left{b}") for b in range(B)]
@@ -277,9 +287,9 @@ class TopK(wiring.Component):
                 # Loads every cycle, so only the state change waits for the slot (its
                 # counts are final when it turns RECEIVED): the slot's state is not on the
                 # enables of the registers loaded.
+                m.d.comb += [k_left_load.eq(1), k_left_next.eq(k_wanted)]   # clamped as received
                 m.d.sync += [
                     in_bucket.eq(n_here),
-                    k_left.eq(k_wanted),                # clamped to [1, N] as it was received
                     level.eq(1),
                     digit_now.eq(1),
                     digit_before.eq(0),
@@ -305,19 +315,19 @@ class TopK(wiring.Component):
                 # The picked bucket p is the last with counts[p] >= k_left, and counts fall
                 # with b, so counts[p] == k_left exactly when some counts[b] == k_left: no
                 # ">=" compare on the path to ``finish`` (seed 3 of 38e7a35's build had one).
-                exact = Cat(count_b == k_left for count_b in counts[:B])
+                exact = Cat(count_b == k_left["exact"] for count_b in counts[:B])
                 m.d.sync += [
                     uniform.eq(all_equal),
                     finish.eq((level == cfg.levels) | all_equal | exact.any()),
                     picked.eq(Cat(compares[b] & ~compares[b + 1] for b in range(B))),
                     *(population.eq(counts[b] - counts[b + 1]) for b, population in enumerate(populations)),
-                    *(rank.eq(k_left - counts[b + 1]) for b, rank in enumerate(ranks_left)),
+                    *(rank.eq(k_left["rank"] - counts[b + 1]) for b, rank in enumerate(ranks_left)),
                 ]
                 m.next = "PICK"
             with m.State("PICK"):
+                m.d.comb += [k_left_load.eq(1), k_left_next.eq(rank_left)]
                 m.d.sync += [
                     threshold.eq(new_threshold),
-                    k_left.eq(rank_left),
                     in_bucket.eq(_one_hot_mux(picked, populations)),
                     source_count.eq(in_bucket),
                     level.eq(level + 1),
@@ -481,8 +491,9 @@ class TopK(wiring.Component):
 
         # ---- Stage 3: emit in input order ---------------------------------------------
         # read (the block RAM's read register) -> fetched (its output register: no logic
-        # after the RAM's clock-to-out) -> compared (> and = the k-th value) -> classified (ties before
-        # each lane) -> decided (the kept lanes) -> zero eliminator -> a FIFO of compacted beats -> packer. Nothing before the
+        # after the RAM's clock-to-out) -> landed (a fabric register) -> compared (> and = the
+        # k-th value) -> classified (ties before each lane) -> decided (the kept lanes) -> zero
+        # eliminator -> a FIFO of compacted beats -> packer. Nothing before the
         # FIFO ever stalls: a word is read only with a credit, one per FIFO entry, returned
         # when the packer takes the entry. So no ready signal crosses the pipeline.
         # Each word carries its lanes present (a mask) and its vector's tie budget; its
@@ -526,8 +537,8 @@ class TopK(wiring.Component):
         issue = (credits != 0) & emitting
         popped = emit_fifo.r_rdy & emit_fifo.r_en
         m.d.sync += credits.eq(credits - issue + popped)
-        fetch_values = read(m, "emit", buffer, addr=Cat(emit_word[:word_bits], emit_slot), en=1,
-                            platform=platform, writes=[receive_port], registers=2)
+        landed_values = read(m, "emit", buffer, addr=Cat(emit_word[:word_bits], emit_slot), en=1,
+                             platform=platform, writes=[receive_port], registers=3)
         read_info = Signal(word_info)
         read_full = Signal()
         m.d.sync += [
@@ -555,10 +566,17 @@ class TopK(wiring.Component):
 
         fetch = Signal(word_info)
         fetch_full = Signal()
-        m.d.sync += [fetch_full.eq(read_full), fetch.eq(read_info)]
-        # The threshold in LANE_COPIES copies, a lane group each: one register's fan-out to
-        # all 2·C compares was the worst path at 192dc0e (seed 1, 4.2 ns of routing).
-        thresholds = [copy.as_signed() for copy in lane_copies("fetch_threshold", read_threshold, read_full)]
+        fetch_threshold = Signal(signed(W))
+        m.d.sync += [fetch_full.eq(read_full), fetch.eq(read_info), fetch_threshold.eq(read_threshold)]
+        # landed: the word in a fabric register behind the block RAM's output register, so the
+        # compares start from flip-flops beside them (the RAM → compare routes were the
+        # worst path in 7 of the 25 placements from d6ea1aa to 3fa0788). The threshold in
+        # LANE_COPIES copies, a lane group each: one register's fan-out to all 2·C compares
+        # was the worst path at 192dc0e (seed 1, 4.2 ns of routing).
+        landed = Signal(word_info)
+        landed_full = Signal()
+        m.d.sync += [landed_full.eq(fetch_full), landed.eq(fetch)]
+        thresholds = [copy.as_signed() for copy in lane_copies("landed_threshold", fetch_threshold, fetch_full)]
 
         # compared: each lane against the threshold (> and =), nothing else in the cycle.
         compared = Signal(word_info)
@@ -566,12 +584,12 @@ class TopK(wiring.Component):
         compared_values = Signal(word_shape)
         compared_greater = Signal(C)
         compared_equal = Signal(C)
-        m.d.sync += [compared_full.eq(fetch_full), compared.eq(fetch), compared_values.eq(fetch_values)]
+        m.d.sync += [compared_full.eq(landed_full), compared.eq(landed), compared_values.eq(landed_values)]
         for lane in range(C):
             threshold_here = thresholds[lane * copies // C]
             m.d.sync += [
-                compared_greater[lane].eq(fetch.present[lane] & (fetch_values[lane] > threshold_here)),
-                compared_equal[lane].eq(fetch.present[lane] & (fetch_values[lane] == threshold_here)),
+                compared_greater[lane].eq(landed.present[lane] & (landed_values[lane] > threshold_here)),
+                compared_equal[lane].eq(landed.present[lane] & (landed_values[lane] == threshold_here)),
             ]
 
         # classified: the ties before each lane (a prefix sum of the equal lanes).

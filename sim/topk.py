@@ -189,12 +189,12 @@ def cycles(scores, k, cfg=TopKConfig()):
     sel_done = None                       # cycle of the running vector's final resolve
     emit_vec = emit_slot = emit_word = 0
     emitting = False
-    # The emit pipeline: a hand-over cycle loads a SELECTED slot, then read, fetched,
+    # The emit pipeline: a hand-over cycle loads a SELECTED slot, then read, fetched, landed,
     # compared, classified, decided, the zero eliminator's three stages, then a FIFO
     # (entries readable two cycles after their write, one cycle after the previous entry's
     # read) that the packer drains; a word is read only with one of its credits.
     # Each stage holds (kept, last) of a word, or None.
-    read = fetched = compared = classed = decided = stage1 = stage2 = stage3 = None
+    read = fetched = landed = compared = classed = decided = stage1 = stage2 = stage3 = None
     queue, last_pop, credits = [], -1, cfg.EMIT_FIFO_DEPTH
     fill, ending, out_vec = 0, False, 0
     left_before = False                    # a vector's last word left the packer the cycle before
@@ -257,8 +257,8 @@ def cycles(scores, k, cfg=TopKConfig()):
         credits += int(popped) - int(issued is not None)
         if stage3 is not None:
             queue.append((cycle, stage3))
-        stage3, stage2, stage1, decided, classed, compared, fetched, read = \
-            stage2, stage1, decided, classed, compared, fetched, read, issued
+        stage3, stage2, stage1, decided, classed, compared, landed, fetched, read = \
+            stage2, stage1, decided, classed, compared, landed, fetched, read, issued
         fill, ending, taken_before = fill - taken + given, next_ending, taken
         for slot, value in updates:
             state[slot] = value

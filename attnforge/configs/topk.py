@@ -78,8 +78,9 @@ class TopKConfig(BlockConfig):
     # Fixed latencies of the pipeline, shared by the RTL and the cycle model.
     #: select pass: cycles after the last read until the pass's FIFO and histogram are complete
     PASS_DRAIN = 9
-    #: emit stage: compacted beats between the zero eliminator and the packer (read credits)
-    EMIT_FIFO_DEPTH = 10
+    #: emit stage: compacted beats between the zero eliminator and the packer (read credits;
+    #: a credit comes back 12 cycles after its read, so fewer stall the reads)
+    EMIT_FIFO_DEPTH = 12
     #: emit stage: ring entries of the output packer, in units of ``comparators``
     EMIT_PACKER_RINGS = 4
     #: last select pass (no FIFO to write): cycles after the last read until its histogram is complete
