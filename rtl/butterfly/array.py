@@ -582,16 +582,35 @@ class ButterflyArray(wiring.Component):
         head = Signal(_beat(cfg), name="head")          # the input register
         head_index_next = Signal.like(head.index)       # head.index after an enabled cycle
 
-        def length_flag(name, flag_of, copies=1):
+        # A new length's settings load as its first beat enters the input register
+        # (``new_length``, from the input slot's head entry) in the first column and the
+        # exchanges before and after it, which act on that beat in the next cycle; every later column
+        # and exchange loads them a cycle later (``new_length_late``, from ``cur_log2n``),
+        # still before the beat reaches it (a column holds it a cycle at least, and an
+        # exchange's switch is computed a cycle before its beat arrives). So no load spans
+        # the array from the slot's LUT RAM (the 16-PE array's worst path at 8c4db42).
+        new_length_late = Signal()
+        m.d.sync += new_length_late.eq(new_length)
+
+        def length_change(late):
+            """The load enable, the length and the mode for settings loaded early or ``late``."""
+            return (new_length_late, cur_log2n, cur_real) if late else (new_length, slot_log2n, slot_real)
+
+        def by_length(name, value_of, log2n, shape=1):
+            """``value_of(n)`` for the length ``log2n`` holds, decoded."""
+            value = Signal(shape, name=f"{name}_next")
+            with m.Switch(log2n):
+                for n in sched.log2n_range:
+                    with m.Case(n):
+                        m.d.comb += value.eq(value_of(n))
+            return value
+
+        def length_flag(name, flag_of, copies=1, *, late):
             """``copies`` registers holding ``flag_of(log2n)`` of the transforms in the columns
-            (loaded with ``cur_log2n``, so each column's multiplexers have flip-flops of their
-            own)."""
-            value = Signal(name=f"{name}_next")
-            with m.Switch(slot_log2n):
-                for log2n in sched.log2n_range:
-                    with m.Case(log2n):
-                        m.d.comb += value.eq(int(flag_of(log2n)))
-            return Cat(*held_copies(m, name, copies, load=new_length, value=value,
+            (so each column's multiplexers have flip-flops of their own)."""
+            load, log2n, _ = length_change(late)
+            value = by_length(name, lambda n: int(flag_of(n)), log2n)
+            return Cat(*held_copies(m, name, copies, load=load, value=value,
                                     init=int(flag_of(p))))
 
         beat, index_next = head, head_index_next
@@ -602,26 +621,25 @@ class ButterflyArray(wiring.Component):
                 m.submodules[f"xch{c}"] = xch
                 m.d.comb += [xch.en.eq(enables(_Exchange.ENABLES)), xch.i.eq(beat),
                              xch.i_index_next.eq(index_next)]
+                late = c >= 2
+                load, log2n, _ = length_change(late)
                 if variable:
                     # the time slot of the plan's exchange for the length (2**slot beats), a
-                    # register loaded with ``cur_log2n``
+                    # register loaded with the length
                     def delay_of(log2n, c=c):
                         slot = sched.plan(log2n)[c].exchange
                         return 0 if slot is None else 1 << slot
-                    delay_next = Signal.like(xch.delay, name=f"xch{c}_delay_next")
+                    delay_next = by_length(f"xch{c}_delay", delay_of, log2n, xch.delay.shape())
                     delay = Signal.like(xch.delay, name=f"xch{c}_delay", init=delay_of(p))
-                    with m.Switch(slot_log2n):
-                        for log2n in sched.log2n_range:
-                            with m.Case(log2n):
-                                m.d.comb += delay_next.eq(delay_of(log2n))
-                    with m.If(new_length):
+                    with m.If(load):
                         m.d.sync += delay.eq(delay_next)
-                    m.d.comb += [xch.clear.eq(new_length), xch.delay.eq(delay)]
+                    m.d.comb += [xch.clear.eq(load), xch.delay.eq(delay)]
                     m.d.comb += xch.active.eq(length_flag(
-                        f"xch{c}_active", lambda n, c=c: sched.plan(n)[c].exchange is not None, 2))
+                        f"xch{c}_active", lambda n, c=c: sched.plan(n)[c].exchange is not None, 2,
+                        late=late))
                 else:
                     m.d.comb += xch.active.eq(length_flag(f"xch{c}_active",
-                                                          lambda n, c=c: n >= lmax - c, 2))
+                                                          lambda n, c=c: n >= lmax - c, 2, late=late))
                 beat = xch.o
             column = _Column(cfg, sched, c)
             m.submodules[f"col{c}"] = column
@@ -630,9 +648,11 @@ class ButterflyArray(wiring.Component):
             index_next = column.o_index_next
             if not _Column.always_active(sched, c):
                 m.d.comb += column.active.eq(length_flag(
-                    f"col{c}_active", lambda n, c=c: sched.plan(n)[c].active, len(column.active)))
+                    f"col{c}_active", lambda n, c=c: sched.plan(n)[c].active, len(column.active),
+                    late=c >= 1))
             if cfg.linear:
-                col_real, = held_copies(m, f"col{c}_real", 1, load=new_length, value=slot_real)
+                load, _, real = length_change(c >= 1)
+                col_real, = held_copies(m, f"col{c}_real", 1, load=load, value=real)
                 m.d.comb += [
                     column.real.eq(col_real),
                     column.w_en.eq(self.w.valid & self.w.ready & (self.w.payload.column == c)),
