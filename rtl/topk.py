@@ -569,8 +569,8 @@ class TopK(wiring.Component):
         fetch_threshold = Signal(signed(W))
         m.d.sync += [fetch_full.eq(read_full), fetch.eq(read_info), fetch_threshold.eq(read_threshold)]
         # landed: the word in a fabric register behind the block RAM's output register, so the
-        # compares start from flip-flops beside them (the RAM → compare routes were the
-        # worst path in 7 of the 25 placements from d6ea1aa to 3fa0788). The threshold in
+        # compares start from flip-flops beside them (the RAM → compare route was the worst
+        # path at fd7c92e seed 1, d6ea1aa and f312867 seed 2, 3fa0788 seed 3). The threshold in
         # LANE_COPIES copies, a lane group each: one register's fan-out to all 2·C compares
         # was the worst path at 192dc0e (seed 1, 4.2 ns of routing).
         landed = Signal(word_info)
