@@ -72,7 +72,10 @@ cycles more latency, full rate); the output is in natural order like an FFT's, i
 parts 0. Weights come through the ``w`` stream, one butterfly per beat, at the column, PE
 and address of :meth:`.schedule.ArraySchedule.weight_map` for the layer's ``N``. A pending
 write holds the input at the next transform boundary until the array is empty, so a
-transform never sees half-written weights. Real transforms must have the ``N`` the weights
+transform never sees half-written weights. An accepted weight beat is written a cycle later,
+from registers (so the stream's ready, computed from the front's state, does not drive the
+write enables of every PE's memory); the first beat after it reaches a column two cycles
+later at the earliest. Real transforms must have the ``N`` the weights
 were written for. Cost: ``log2(n_max)·n_max/2`` words of ``4·twiddle_bits`` bits of weights
 and ``2·n_max`` complex samples of bit-reversal buffer.
 
@@ -613,6 +616,12 @@ class ButterflyArray(wiring.Component):
             return Cat(*held_copies(m, name, copies, load=load, value=value,
                                     init=int(flag_of(p))))
 
+        if cfg.linear:
+            # the accepted weight beat, written into its column a cycle later
+            w_accept = self.w.valid & self.w.ready
+            w_reg = Signal(weight_beat(cfg), name="w_reg")
+            m.d.sync += w_reg.eq(self.w.payload)
+
         beat, index_next = head, head_index_next
         for c, col in enumerate(sched.columns):
             if col.delay:
@@ -653,11 +662,9 @@ class ButterflyArray(wiring.Component):
             if cfg.linear:
                 load, _, real = length_change(c >= 1)
                 col_real, = held_copies(m, f"col{c}_real", 1, load=load, value=real)
-                m.d.comb += [
-                    column.real.eq(col_real),
-                    column.w_en.eq(self.w.valid & self.w.ready & (self.w.payload.column == c)),
-                    column.w.eq(self.w.payload),
-                ]
+                w_en = Signal(name=f"col{c}_w_en")
+                m.d.sync += w_en.eq(w_accept & (self.w.payload.column == c))
+                m.d.comb += [column.real.eq(col_real), column.w_en.eq(w_en), column.w.eq(w_reg)]
             beat = column.o
         tail, tail_valid_next = beat, column.o_valid_next
 
@@ -672,7 +679,6 @@ class ButterflyArray(wiring.Component):
             m.d.comb += [
                 rob.w_en.eq(en & tail.valid),
                 rob.w.data.eq(tail.data),
-                rob.w.first.eq(tail.first),
                 rob.w.last.eq(tail.last),
                 rob.w_log2n.eq(cur_log2n),
                 tail_free_next.eq(rob.w_ready_next),
@@ -764,7 +770,6 @@ class ButterflyArray(wiring.Component):
                 self.w.ready.eq(f_boundary & rev.idle & empty),
                 rev.w_en.eq(self.i.valid & f_real & rev.w_ready & ~(f_boundary & hold)),
                 rev.w.data.eq(inp.data),
-                rev.w.first.eq(f_boundary),
                 rev.w.last.eq(f_ends),
                 rev.w_log2n.eq(f_log2n),
                 rev.o.ready.eq(src_ready),

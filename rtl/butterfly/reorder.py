@@ -17,6 +17,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
+from ..pipeline import held_copies
 from ..ram import block_ram, read
 from ..stream import vector_beat
 from .pe import complex_layout
@@ -27,10 +28,6 @@ __all__ = ["output_beat", "ReorderBuffer"]
 def output_beat(cfg):
     """``lanes`` complex samples of a transform in natural order; ``last`` on its final beat."""
     return vector_beat(cfg.lanes, complex_layout(cfg.width))
-
-
-def _write_layout(cfg):
-    return vector_beat(cfg.lanes, complex_layout(cfg.width), first=1)
 
 
 class ReorderBuffer(wiring.Component):
@@ -47,8 +44,8 @@ class ReorderBuffer(wiring.Component):
     w_en : In(1)
         Write the beat ``w`` this cycle (only when ``w_ready``).
     w : In(struct)
-        ``data`` (``lanes`` complex samples in the final slot order), ``first`` and ``last``
-        beat of a transform.
+        ``data`` (``lanes`` complex samples in the final slot order) and ``last`` (the
+        transform's final beat: the next write starts a transform).
     w_log2n : In
         ``log2 N`` of the transform being written (read with its last beat).
     w_ready : Out(1)
@@ -72,7 +69,7 @@ class ReorderBuffer(wiring.Component):
         self.schedule = schedule
         super().__init__({
             "w_en": In(1),
-            "w": In(_write_layout(config)),
+            "w": In(output_beat(config)),
             "w_log2n": In(range(schedule.log2n_max + 1)),
             "w_ready": Out(1),
             "w_ready_next": Out(2),
@@ -99,38 +96,35 @@ class ReorderBuffer(wiring.Component):
         half_log2n = [Signal(range(lmax + 1), name=f"log2n{h}", init=p) for h in range(2)]
 
         # -- write side: beat number T, bank λ ^ h(T) ------------------------------------
+        # The beat counter and h(T) of the next beat are registers that restart after a
+        # transform's last beat (h(0) = 0), so neither waits on a ``first`` flag or on the
+        # length's decode. h is held in a copy per bank: each copy drives one bank's lane
+        # multiplexers (``2·width`` bits of a ``lanes``-way choice), not all ``lanes`` of them
+        # (the 1024-point 8-lane array's worst path, 11.2 ns of routing from one h register).
         w_half = Signal()
-        w_count = Signal(max(tbits, 1))
         w_beat = Signal(max(tbits, 1))
-        m.d.comb += [
-            w_beat.eq(Mux(self.w.first, 0, w_count)),
-            self.w_ready.eq(~Array(full)[w_half]),
-        ]
-        # h(T) of the beat after this one, registered: a transform's first beat has h(0) = 0,
-        # so the lane rotation into the banks never waits for the length's decode (the
-        # length and the first flag come straight from the array's input stream).
-        next_beat = Signal.like(w_beat)
+        m.d.comb += self.w_ready.eq(~Array(full)[w_half])
         h_next = Signal(p)
-        h_reg = Signal(p)
-        m.d.comb += next_beat.eq(w_beat + 1)
+        next_beat = w_beat + 1
         with m.Switch(self.w_log2n):
             for log2n in sched.log2n_range:
                 h, _ = sched.reorder_map(log2n)
                 with m.Case(log2n):
                     m.d.comb += h_next.eq(sum((next_beat[t] << mm for t, mm in h), Const(0, p)))
-        with m.If(self.w_en):
-            m.d.sync += h_reg.eq(h_next)
-        h_value = Mux(self.w.first, 0, h_reg)
+        h_load = Mux(self.w.last, 0, h_next)
+        h_bits = [held_copies(m, f"h{bit}_", P, load=self.w_en, value=h_load[bit])
+                  for bit in range(p)]
         lanes_in = Array(self.w.data[lane] for lane in range(P))
         for b, (_, wr) in enumerate(banks):
+            h_bank = Cat(*(copies[b] for copies in h_bits))
             m.d.comb += [
                 wr.addr.eq(Cat(w_beat[:tbits], w_half)),
-                wr.data.eq(lanes_in[h_value ^ b]),
+                wr.data.eq(lanes_in[h_bank ^ b]),
                 wr.en.eq(self.w_en),
             ]
         w_done = self.w_en & self.w.last
         with m.If(self.w_en):
-            m.d.sync += w_count.eq(w_beat + 1)
+            m.d.sync += w_beat.eq(Mux(self.w.last, 0, w_beat + 1))
         with m.If(w_done):
             m.d.sync += w_half.eq(~w_half)
             for h in range(2):
