@@ -233,7 +233,7 @@ class _Exchange(wiring.Component):
         for line, line_en in ((low_line, self.en[0]), (up_line, en)):
             m.d.comb += line.en.eq(line_en)
             if self._variable:
-                m.d.comb += line.length.eq(delay)
+                m.d.comb += [line.length.eq(delay), line.reload.eq(self.clear)]
 
         # The switch's state for the input beat, a register per line computed from the index
         # the input will show next (so the length's decode and the index comparison stay off

@@ -1,10 +1,11 @@
 """Delay lines that advance with a pipeline enable: registers when short, block RAM when long."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from ..pipeline import held_copies
 from ..ram import block_ram, read
 
 __all__ = ["DelayLine"]
@@ -19,7 +20,10 @@ class DelayLine(wiring.Component):
     enabled cycle shifts it by one.
 
     Up to :attr:`REGISTERS` entries it is a shift register (with a tap multiplexer when the
-    length is chosen at run time). Longer lines are one ``lib.memory`` RAM of ``max_delay``
+    length is chosen at run time, steered by one-hot registers decoded from ``length`` a
+    cycle after each ``reload``, in a copy per :attr:`TAP_BITS` bits of the entry: the
+    decode of the length register fanned out to every bit was the 16-PE array's worst
+    path at 89d1a0a). Longer lines are one ``lib.memory`` RAM of ``max_delay``
     words (a power of two, :func:`~attnforge.rtl.ram.block_ram`) read through a register: a write pointer
     cycling through the words and a read pointer ``length - 1`` behind it, kept in a
     register of its own (so the length's decode and the subtraction stay off the RAM's
@@ -42,11 +46,15 @@ class DelayLine(wiring.Component):
     i : In(shape)
     o : Out(shape)
     length : In(range(max_delay + 1))
-        Only when ``variable``.
+        Only when ``variable``: from a register.
+    reload : In(1)
+        Only when ``variable``: ``length`` takes a new value at the end of this cycle.
     """
 
     #: longest line built from registers
     REGISTERS = 4
+    #: entry bits steered by one copy of a run-time length's tap selects
+    TAP_BITS = 16
 
     def __init__(self, shape, max_delay, *, variable=False):
         if max_delay < 1:
@@ -59,6 +67,7 @@ class DelayLine(wiring.Component):
         ports = {"en": In(1), "i": In(shape), "o": Out(shape)}
         if variable:
             ports["length"] = In(range(max_delay + 1))
+            ports["reload"] = In(1)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -73,10 +82,13 @@ class DelayLine(wiring.Component):
             if not self.variable:
                 m.d.comb += self.o.eq(regs[-1])
             else:
-                with m.Switch(self.length):
-                    for k in range(n):
-                        with m.Case(k + 1):
-                            m.d.comb += self.o.eq(regs[k])
+                width = Value.cast(self.o).shape().width
+                groups = [(lo, min(lo + self.TAP_BITS, width)) for lo in range(0, width, self.TAP_BITS)]
+                taps = self._taps(m, [self.length == k + 1 for k in range(n)], len(groups))
+                m.d.comb += self.o.eq(Cat(
+                    _one_hot_select([Value.cast(reg)[lo:hi] for reg in regs],
+                                    [tap[g] for tap in taps])
+                    for g, (lo, hi) in enumerate(groups)))
             return m
 
         # The read address trails the write pointer by ``length - 1`` ≥ 1 words (a length of
@@ -97,5 +109,22 @@ class DelayLine(wiring.Component):
             one = Signal(self._shape)
             with m.If(self.en):
                 m.d.sync += one.eq(self.i)
-            m.d.comb += self.o.eq(Mux(self.length == 1, one, word))
+            is_one, is_longer = (tap[0] for tap in self._taps(m, [self.length == 1, self.length != 1], 1))
+            m.d.comb += self.o.eq(_one_hot_select([Value.cast(one), Value.cast(word)], [is_one, is_longer]))
         return m
+
+    def _taps(self, m, flags, copies):
+        """``copies`` registers of each of ``flags`` (functions of ``length``), loaded in the
+        cycle after a ``reload`` and after reset (when ``length`` holds its initial value)."""
+        reloaded = Signal(init=1)
+        m.d.sync += reloaded.eq(self.reload)
+        return [held_copies(m, f"tap{k}_", copies, load=reloaded, value=flag)
+                for k, flag in enumerate(flags)]
+
+
+def _one_hot_select(values, select):
+    """``values[k]`` where ``select[k]`` is the one set bit: an OR of ANDs."""
+    result = 0
+    for value, bit in zip(values, select):
+        result = result | (value & bit.replicate(len(value)))
+    return result
