@@ -702,9 +702,11 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     but only when that buffer is empty. A transform whose length or mode differs from the
     previous one waits in the slot until the columns are empty. The columns move as one
     (:func:`fft_array_pipeline` registers) whenever their last beat can enter the
-    two-transform reorder buffer and either the slot holds a beat or the columns are
-    between transforms; the buffer issues one natural-order beat per cycle, the output
-    handshake two cycles later (a read register, then the output register). Weights are
+    three-transform reorder buffer and either the slot holds a beat or the columns are
+    between transforms; a transform's last beat lands in the buffer a cycle after it leaves
+    the columns (the buffer's write register), then the buffer issues one natural-order beat
+    per cycle, the output handshake two cycles later (a read register, then the output
+    register). Weights are
     taken as written before the stream. Exact when the input is never starved and the
     output never stalled.
 
@@ -739,8 +741,10 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     rev_o = None                                # its output register: (transform, beat)
     slot = []                                   # the input slot: (transform, beat) each
     c_beat = 0                                  # beat number at the columns' input
-    full = [None, None]                         # the reorder buffer
-    w_half = r_half = r_beat = 0
+    full = [None] * 3                           # the reorder buffer's regions
+    landing = filling = None                    # (region, transform): its last beat written,
+                                                # then in the write register
+    w_region = r_region = r_beat = 0
     pending = None                              # the output beat issued last cycle
     out = None                                  # the one issued two cycles ago (its output)
     cycle = 0
@@ -750,7 +754,7 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
             if out[0] == batch - 1:
                 break
         tail = pipe[-1] if pipe else None
-        room = tail is None or full[w_half] is None
+        room = tail is None or full[w_region] is None
         rev_idle = (rev_full[0] is None and rev_full[1] is None and rev_p is None
                     and rev_o is None)
         front_real = f_vec < batch and modes[f_vec] == MODE_REAL
@@ -772,19 +776,19 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
         out = pending
         pending = None
         freed = None
-        if full[r_half] is not None:
-            vec = full[r_half]
+        if full[r_region] is not None:
+            vec = full[r_region]
             last = r_beat == beats[vec] - 1
             pending = (vec, last)
             r_beat += 1
             if last:
-                freed, r_beat = r_half, 0
-                r_half ^= 1
+                freed, r_beat = r_region, 0
+                r_region = (r_region + 1) % 3
         # the columns
         if en:
             if tail is not None and tail[1] == beats[tail[0]] - 1:
-                full[w_half] = tail[0]
-                w_half ^= 1
+                landing = (w_region, tail[0])
+                w_region = (w_region + 1) % 3
             new = None
             if accept:
                 new = slot.pop(0)
@@ -796,6 +800,9 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
             pipe = [new] + pipe[:-1]
         if freed is not None:
             full[freed] = None
+        if filling is not None:                 # the write register's last beat landed
+            full[filling[0]] = filling[1]
+        filling, landing = landing, None
         if slot_ready and src is not None:
             slot.append(src)
         # the input: straight into the slot, or into the bit-reversal buffer

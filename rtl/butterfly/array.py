@@ -12,8 +12,8 @@ the plan of :mod:`.schedule`:
   beats, and one whose delay ``N/(2·lanes)`` follows the transform length (the *return*
   exchange: it brings back the lane bit the first exchange evicted). An exchange of ``D``
   beats holds ``D`` beats of ``lanes/2`` samples twice (before and after its switch).
-* A **reorder buffer** (:class:`~.reorder.ReorderBuffer`): two transforms in ``lanes``
-  conflict-free banks, so the output is in natural order.
+* A **reorder buffer** (:class:`~.reorder.ReorderBuffer`): three transforms in ``lanes``
+  conflict-free banks behind a write register, so the output is in natural order.
 
 Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
 
@@ -28,16 +28,17 @@ Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
   ``n_max/(2·P)`` flip-flops of valid bits for the return exchange. Example: ``P = 8``,
   ``n_max = 1024``: exchanges of 64, 32, 16, 8, 4, 2, 1 beats and a return one of up to 64,
   1528 samples.
-* Reorder buffer: ``2·n_max`` complex samples (``P`` banks of ``2·n_max/P``). Twiddle ROMs:
+* Reorder buffer: ``3·n_max`` complex samples (``P`` banks of ``3·n_max/P``; one DP16KD a
+  bank while ``n_max/P ≤ 170``). Twiddle ROMs:
   a column whose largest stage is ``k`` holds ``2**k`` twiddles (``≤ n_max/2``), one read
   port per PE.
 * Latency (registers from the input register to the reorder buffer,
   :func:`attnforge.sim.butterfly.fft_array_pipeline`): ``1 + Σ`` active exchange delays
   ``+ COLUMN_LATENCY`` (``2 + PE_LATENCY``) per active column ``+ 1`` per bypassed one, about
   ``1.5·N/P + 8·log2(n_max)``. A transform's last output handshake comes
-  ``2·N/P + pipeline + 2`` cycles after its first input handshake (the input slot, the
-  reorder buffer's read register; e.g. ``P = 8``, ``N = n_max = 64``: 16 + 60 + 2, a
-  latency of 79 cycles counting both);
+  ``2·N/P + pipeline + 3`` cycles after its first input handshake (the input slot, the
+  reorder buffer's write and read registers; e.g. ``P = 8``, ``N = n_max = 64``: 16 + 60 + 3,
+  a latency of 80 cycles counting both);
   :func:`attnforge.sim.butterfly.fft_array_cycles` replays the cycles exactly, length
   changes included.
 
@@ -674,7 +675,7 @@ class ButterflyArray(wiring.Component):
         tail_free_next = Signal(2)
         fills = Signal()                                # the tail's beat would fill a place
         if self.output_order == "natural":
-            m.submodules.reorder = rob = ReorderBuffer(cfg, sched)
+            m.submodules.reorder = rob = ReorderBuffer(cfg, sched, write_register=True)
             wiring.connect(m, wiring.flipped(self.o), rob.o)
             m.d.comb += [
                 rob.w_en.eq(en & tail.valid),

@@ -40,11 +40,11 @@ Cycles: a row's last output comes ``3 + chained_array_pipeline(N)`` cycles after
 leave a single array in real mode (the first array's output FIFO, the link register, the
 second array's input slot and its columns in place of the first array's reorder buffer);
 :func:`attnforge.sim.butterfly.ffn_cycles` replays it exactly for rows of one length at full
-rate (e.g. ``lanes = 8``, ``N = n_max = 256``: 270 cycles from a row's first input to its
+rate (e.g. ``lanes = 8``, ``N = n_max = 256``: 321 cycles from a row's first input to its
 last output, then one row every 32 cycles).
 
 Cost: the two arrays (``lanes·log2(n_max)`` PEs, ``4`` multipliers each), one input
-bit-reversal buffer and one reorder buffer (``2·n_max`` complex samples each), the chained
+bit-reversal buffer and one reorder buffer (``2·n_max`` and ``3·n_max`` complex samples), the chained
 array's exchanges (``1.25·n_max − lanes`` samples, the first array's ``1.5·n_max − lanes``),
 and ``lanes`` registered samples for the link.
 """

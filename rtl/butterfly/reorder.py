@@ -3,7 +3,9 @@
 The last column of the array leaves each transform in the order of the schedule's final
 slot map (:meth:`.schedule.ArraySchedule.final_map`, a bit permutation of the natural
 frequency order, bit reversal among it). The buffer holds two transforms (ping-pong), each
-in ``lanes`` banks of ``n_max / lanes`` words, so one is written while the other is read.
+in ``lanes`` banks of ``n_max / lanes`` words, so one is written while the other is read;
+three (a ring) with a write register, whose last beat lands a cycle late, so that the
+transform being read out still frees its region before the writer needs it.
 
 Conflict-free banks: a beat written at beat number ``T`` puts its lane ``λ`` into bank
 ``λ ^ h(T)`` at address ``T`` (``h``: :meth:`.schedule.ArraySchedule.reorder_map`), so
@@ -17,7 +19,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...configs.butterfly import ButterflyConfig
-from ..pipeline import held_copies
+from ..pipeline import held_copies, stage
 from ..ram import block_ram, read
 from ..stream import vector_beat
 from .pe import complex_layout
@@ -38,6 +40,13 @@ class ReorderBuffer(wiring.Component):
     config : ButterflyConfig
     schedule : ArraySchedule
         The array's schedule (its final slot map for every ``log2 N``).
+    write_register : bool
+        Rotate each written beat into a register and write the banks from it a cycle later
+        (so the lane multiplexers, which take every lane to every bank, end in flip-flops
+        and not at block RAMs spread over the device: the 1024-point 8-lane array's worst
+        path); a transform's region is then full, and its read out starts, a cycle later,
+        and the buffer has three regions, so the writer still never waits for the reader
+        when the output does not stall (``3·n_max`` samples in place of ``2·n_max``).
 
     Attributes
     ----------
@@ -55,18 +64,21 @@ class ReorderBuffer(wiring.Component):
         does (bit 1): for a writer that decides a cycle ahead.
     o : Out(stream) of :func:`output_beat`
         Natural order, ``N / lanes`` beats per transform, the first two cycles after the
-        transform's last write at the earliest.
+        transform's last write at the earliest (three with ``write_register``).
     o_log2n : Out
         ``log2 N`` of the transform ``o`` carries (valid with ``o.valid``).
     idle : Out(1)
         The buffer holds nothing: no transform written, none being read out.
     """
 
-    def __init__(self, config, schedule):
+    def __init__(self, config, schedule, *, write_register=False):
         if not isinstance(config, ButterflyConfig):
             raise TypeError(f"config must be a ButterflyConfig, not {config!r}")
         self.config = config
         self.schedule = schedule
+        self.write_register = write_register
+        #: transforms the buffer holds
+        self.regions = 3 if write_register else 2
         super().__init__({
             "w_en": In(1),
             "w": In(output_beat(config)),
@@ -85,15 +97,19 @@ class ReorderBuffer(wiring.Component):
         tbits = lmax - p                        # beat-number bits of the longest transform
         words = 1 << tbits
 
-        # Ping-pong halves: a half is written only while it is not full and read only while
-        # it is, so no read that meets a write is used.
+        # Regions (ping-pong halves, or a ring of three): a region is written only while it
+        # is not full and read only while it is, so no read that meets a write is used.
+        R = self.regions
         banks = []
         for b in range(P):
-            mem = block_ram(m, f"bank{b}", shape=complex_layout(cfg.width), depth=2 * words)
+            mem = block_ram(m, f"bank{b}", shape=complex_layout(cfg.width), depth=R * words)
             banks.append((mem, mem.write_port()))
 
-        full = [Signal(name="full0"), Signal(name="full1")]
-        half_log2n = [Signal(range(lmax + 1), name=f"log2n{h}", init=p) for h in range(2)]
+        def following(region):
+            return Mux(region == R - 1, 0, region + 1)
+
+        full = [Signal(name=f"full{h}") for h in range(R)]
+        region_log2n = [Signal(range(lmax + 1), name=f"log2n{h}", init=p) for h in range(R)]
 
         # -- write side: beat number T, bank λ ^ h(T) ------------------------------------
         # The beat counter and h(T) of the next beat are registers that restart after a
@@ -101,9 +117,9 @@ class ReorderBuffer(wiring.Component):
         # length's decode. h is held in a copy per bank: each copy drives one bank's lane
         # multiplexers (``2·width`` bits of a ``lanes``-way choice), not all ``lanes`` of them
         # (the 1024-point 8-lane array's worst path, 11.2 ns of routing from one h register).
-        w_half = Signal()
+        w_region = Signal(range(R))
         w_beat = Signal(max(tbits, 1))
-        m.d.comb += self.w_ready.eq(~Array(full)[w_half])
+        m.d.comb += self.w_ready.eq(~Array(full)[w_region])
         h_next = Signal(p)
         next_beat = w_beat + 1
         with m.Switch(self.w_log2n):
@@ -115,33 +131,41 @@ class ReorderBuffer(wiring.Component):
         h_bits = [held_copies(m, f"h{bit}_", P, load=self.w_en, value=h_load[bit])
                   for bit in range(p)]
         lanes_in = Array(self.w.data[lane] for lane in range(P))
+        write = {
+            "write": self.w_en,
+            "addr": Cat(w_beat[:tbits], w_region),
+            "data": [lanes_in[Cat(*(copies[b] for copies in h_bits)) ^ b] for b in range(P)],
+            "done": self.w_en & self.w.last,        # the write fills its region
+            "region": w_region,
+            "log2n": self.w_log2n,
+        }
+        if self.write_register:
+            write = vars(stage(m, "write", **write))
         for b, (_, wr) in enumerate(banks):
-            h_bank = Cat(*(copies[b] for copies in h_bits))
-            m.d.comb += [
-                wr.addr.eq(Cat(w_beat[:tbits], w_half)),
-                wr.data.eq(lanes_in[h_bank ^ b]),
-                wr.en.eq(self.w_en),
-            ]
+            m.d.comb += [wr.addr.eq(write["addr"]), wr.data.eq(write["data"][b]), wr.en.eq(write["write"])]
         w_done = self.w_en & self.w.last
         with m.If(self.w_en):
             m.d.sync += w_beat.eq(Mux(self.w.last, 0, w_beat + 1))
         with m.If(w_done):
-            m.d.sync += w_half.eq(~w_half)
-            for h in range(2):
-                with m.If(w_half == h):
-                    m.d.sync += [full[h].eq(1), half_log2n[h].eq(self.w_log2n)]
+            m.d.sync += w_region.eq(following(w_region))
+        filled = [write["done"] & (write["region"] == h) for h in range(R)]
+        # a region whose last beat is in the write register: full from next cycle
+        pending = filled if self.write_register else [Const(0, 1)] * R
+        for h in range(R):
+            with m.If(filled[h]):
+                m.d.sync += [full[h].eq(1), region_log2n[h].eq(write["log2n"])]
 
         # -- read side: output beat t_out, every bank read once ----------------------------
-        # ``r_log2n`` (the length of the half being read) and ``r_last`` (``t_out`` is that
-        # half's last beat) are registers, computed from the next state: the bank addresses
+        # ``r_log2n`` (the length of the region being read) and ``r_last`` (``t_out`` is that
+        # region's last beat) are registers, computed from the next state: the bank addresses
         # and lane selects decode ``r_log2n``, and ``r_last`` steers the read side, so
         # neither may sit behind a multiplexer or a comparison.
-        r_half = Signal()
+        r_region = Signal(range(R))
         t_out = Signal(max(tbits, 1))
         r_log2n = Signal(range(lmax + 1), init=p)
         r_last = Signal(init=1)
         advance = ~self.o.valid | self.o.ready
-        issue = advance & Array(full)[r_half]
+        issue = advance & Array(full)[r_region]
         sel_now = [Signal(range(P), name=f"sel_now{lane}") for lane in range(P)]
         addrs = [Signal(max(tbits, 1), name=f"addr{b}") for b in range(P)]
         with m.Switch(r_log2n):
@@ -152,7 +176,7 @@ class ReorderBuffer(wiring.Component):
         # DP16KD's own on an ECP5, so the 5.8 ns clock-to-out of a one-register read is off the
         # fabric paths behind it). Both advance together, with the beat's lane selects,
         # ``last`` and length beside them.
-        read_data = Array(read(m, f"bank{b}", mem, addr=Cat(addrs[b][:tbits], r_half),
+        read_data = Array(read(m, f"bank{b}", mem, addr=Cat(addrs[b][:tbits], r_region),
                                en=advance, platform=platform, writes=[wr], registers=2)
                           for b, (mem, wr) in enumerate(banks))
         stages = [{"valid": Signal(name=f"s{k}_valid"), "last": Signal(name=f"s{k}_last"),
@@ -162,7 +186,7 @@ class ReorderBuffer(wiring.Component):
         m.d.comb += [
             self.o.valid.eq(stages[1]["valid"]),
             self.o_log2n.eq(stages[1]["log2n"]),
-            self.idle.eq(~full[0] & ~full[1] & ~stages[0]["valid"] & ~stages[1]["valid"]),
+            self.idle.eq(~Cat(*full, *pending, stages[0]["valid"], stages[1]["valid"]).any()),
         ]
         with m.If(advance):
             m.d.sync += [stages[0]["valid"].eq(issue), stages[0]["last"].eq(r_last),
@@ -174,19 +198,18 @@ class ReorderBuffer(wiring.Component):
                          *(s.eq(n) for s, n in zip(stages[1]["sel"], stages[0]["sel"]))]
         with m.If(issue):
             with m.If(r_last):
-                m.d.sync += [t_out.eq(0), r_half.eq(~r_half)]
-                for h in range(2):
-                    with m.If(r_half == h):
+                m.d.sync += [t_out.eq(0), r_region.eq(following(r_region))]
+                for h in range(R):
+                    with m.If(r_region == h):
                         m.d.sync += full[h].eq(0)
             with m.Else():
                 m.d.sync += t_out.eq(t_out + 1)
         r_done = issue & r_last
-        half_log2n_next = [Mux(w_done & (w_half == h), self.w_log2n, half_log2n[h])
-                           for h in range(2)]
+        region_log2n_next = Array(Mux(filled[h], write["log2n"], region_log2n[h]) for h in range(R))
         r_log2n_next = Signal.like(r_log2n)
         t_out_next = Signal.like(t_out)
         m.d.comb += [
-            r_log2n_next.eq(Mux(r_half ^ r_done, half_log2n_next[1], half_log2n_next[0])),
+            r_log2n_next.eq(region_log2n_next[Mux(r_done, following(r_region), r_region)]),
             t_out_next.eq(Mux(issue, Mux(r_last, 0, t_out + 1), t_out)),
         ]
         m.d.sync += r_log2n.eq(r_log2n_next)
@@ -194,9 +217,9 @@ class ReorderBuffer(wiring.Component):
             for log2n in sched.log2n_range:
                 with m.Case(log2n):
                     m.d.sync += r_last.eq(t_out_next == (1 << (log2n - p)) - 1)
-        freed = [r_done & (r_half == h) for h in range(2)]
-        still_full = Array(full[h] & ~freed[h] for h in range(2))
-        m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_half], ~still_full[~w_half]))
+        freed = [r_done & (r_region == h) for h in range(R)]
+        still_full = Array((full[h] | pending[h]) & ~freed[h] for h in range(R))
+        m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_region], ~still_full[following(w_region)]))
         for lane in range(P):
             m.d.comb += self.o.payload.data[lane].eq(read_data[stages[1]["sel"][lane]])
         m.d.comb += self.o.payload.last.eq(stages[1]["last"])
