@@ -693,8 +693,8 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     """Predict the streaming array's cycles for transforms streamed back to back.
 
     A cycle replay of the array's flow control. The input accepts one beat of ``lanes``
-    samples per cycle into the input slot (a two-beat FIFO in front of the columns, ready
-    while it holds fewer than two); a real
+    samples per cycle into the input slot (a three-beat FIFO in front of the columns, ready
+    while it holds fewer than three); a real
     transform (``modes[i]`` :data:`MODE_REAL`) goes first through the input bit-reversal
     buffer (two transforms deep, written one beat a cycle, read into the slot one beat a
     cycle once a transform is complete, through a read register and an output register),
@@ -702,8 +702,9 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     but only when that buffer is empty. A transform whose length or mode differs from the
     previous one waits in the slot until the columns are empty. The columns move as one
     (:func:`fft_array_pipeline` registers) whenever their last beat can enter the
-    three-transform reorder buffer and either the slot holds a beat or the columns are
-    between transforms; a transform's last beat lands in the buffer a cycle after it leaves
+    three-transform reorder buffer and either the slot holds a beat that did not enter it
+    in the cycle before or the columns are between transforms (the enable is computed a
+    cycle ahead, from the slot's level); a transform's last beat lands in the buffer a cycle after it leaves
     the columns (the buffer's write register), then the buffer issues one natural-order beat
     per cycle, the output handshake two cycles later (a read register, then the output
     register). Weights are
@@ -740,6 +741,7 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     rev_p = None                                # its read register: (transform, beat)
     rev_o = None                                # its output register: (transform, beat)
     slot = []                                   # the input slot: (transform, beat) each
+    entered = 0                                 # beats it took last cycle
     c_beat = 0                                  # beat number at the columns' input
     full = [None] * 3                           # the reorder buffer's regions
     landing = filling = None                    # (region, transform): its last beat written,
@@ -767,9 +769,10 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
         boundary = c_beat == 0
         drain = (boundary and slot and any(pipe)
                  and (lengths[slot[0][0]], modes[slot[0][0]]) != cur)
-        accept = bool(slot) and room and not drain
-        en = room and (bool(slot) or boundary)
-        slot_ready = len(slot) < 2
+        # the enable (computed a cycle ahead) sees the slot's beats but one entered last cycle
+        en = room and (len(slot) > entered or boundary)
+        accept = bool(slot) and en and not drain
+        slot_ready = len(slot) < 3
         rev_write = front_real and rev_full[rev_w] is None
         rev_issue = (rev_o is None or slot_ready) and rev_full[rev_r] is not None
         # the output reorder buffer's read side (two registers: the read and the output)
@@ -803,7 +806,8 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
         if filling is not None:                 # the write register's last beat landed
             full[filling[0]] = filling[1]
         filling, landing = landing, None
-        if slot_ready and src is not None:
+        entered = int(slot_ready and src is not None)
+        if entered:
             slot.append(src)
         # the input: straight into the slot, or into the bit-reversal buffer
         took = (src is not None and slot_ready and rev_o is None) or rev_write
@@ -864,14 +868,15 @@ def ffn_cycles(rows, n, cfg=_DEFAULT):
     The first array is :func:`array_cycles` with its reorder buffer replaced by its output
     FIFO, the link register, the second array's input slot and its columns
     (:func:`chained_array_pipeline`), whose reorder buffer then reads out like the first's
-    would: every row's last output comes ``3 + chained_array_pipeline(n)`` cycles after the
-    single array's. Exact when the input is never starved and the output never stalled
+    would: every row's last output comes ``4 + chained_array_pipeline(n)`` cycles after the
+    single array's (``3 + …`` when ``n = lanes``: the second array's slot sees the second
+    beat of a row a cycle after it enters, and rows of one beat have none). Exact when the input is never starved and the output never stalled
     (weights written before the rows).
 
     Returns the dict of :func:`fft_array_cycles`.
     """
     timing = array_cycles([n] * rows, [MODE_REAL] * rows, cfg)
-    last_out = timing["last_out"] + 3 + chained_array_pipeline(n, cfg)
+    last_out = timing["last_out"] + 3 + (n > cfg.lanes) + chained_array_pipeline(n, cfg)
     first_in = timing["first_in"]
     return {"first_in": first_in, "last_out": last_out, "latency": last_out - first_in + 1,
             "total": int(last_out[-1] - first_in[0] + 1)}

@@ -143,7 +143,7 @@ def test_weights_rewritten_while_rows_are_in_flight():
 
 
 @pytest.mark.parametrize("lanes,n_max,n", [(4, 32, 32), (4, 32, 16), (4, 32, 8), (2, 16, 4),
-                                           (8, 16, 16)])
+                                           (8, 16, 16), (8, 16, 8)])
 def test_ffn_full_rate_cycles_are_the_cycle_model(lanes, n_max, n):
     """Rows back to back at full rate: every row's cycles are sim/butterfly.ffn_cycles'."""
     cfg = ButterflyConfig(width=16, twiddle_bits=16, n_max=n_max, lanes=lanes)

@@ -36,9 +36,10 @@ Costs, for ``lanes = P`` and ``n_max``, ``S = log2(n_max)`` (``lanes ≥ 2``):
   :func:`attnforge.sim.butterfly.fft_array_pipeline`): ``1 + Σ`` active exchange delays
   ``+ COLUMN_LATENCY`` (``2 + PE_LATENCY``) per active column ``+ 1`` per bypassed one, about
   ``1.5·N/P + 8·log2(n_max)``. A transform's last output handshake comes
-  ``2·N/P + pipeline + 3`` cycles after its first input handshake (the input slot, the
-  reorder buffer's write and read registers; e.g. ``P = 8``, ``N = n_max = 64``: 16 + 60 + 3,
-  a latency of 80 cycles counting both);
+  ``2·N/P + pipeline + 4`` cycles after its first input handshake (``+ 3`` when
+  ``N = P``: the input slot, whose enable sees a beat a cycle after it enters, the
+  reorder buffer's write and read registers; e.g. ``P = 8``, ``N = n_max = 64``:
+  16 + 60 + 4, a latency of 81 cycles counting both);
   :func:`attnforge.sim.butterfly.fft_array_cycles` replays the cycles exactly, length
   changes included.
 
@@ -84,9 +85,9 @@ Flow control
 ------------
 One pipeline enable moves every column, exchange and delay line at once; valid/first/last
 flags travel with the beats. It is high when the last column's beat can go into the reorder
-buffer (or there is none) and either the **input slot** (a two-beat FIFO in front of the
-columns, filled from the input or the bit-reversal buffer) holds a beat or the columns are
-between transforms, where bubbles are pushed in to drain the pipeline. Inside a transform
+buffer (or there is none) and either the **input slot** (a three-beat FIFO in front of the
+columns, filled from the input or the bit-reversal buffer) held a beat the cycle before
+(one not taken then) or the columns are between transforms, where bubbles are pushed in to drain the pipeline. Inside a transform
 the pipeline stalls on an empty slot, so every transform's beats stay contiguous, which the
 exchanges rely on. Stream handshakes exist only at the input and at the reorder buffer's
 output (and at ``w``). A change of length or mode drains the columns first.
@@ -98,7 +99,9 @@ copies (:func:`attnforge.rtl.pipeline.enable_copies`; one per PE, one per column
 registers, two per exchange), each computed a cycle ahead from the next state of the slot,
 the beat counter, the last column's valid bit and the reorder buffer's room
 (``ReorderBuffer.w_ready_next``). The slot is what makes that possible: the enable depends
-on registers only, never on this cycle's input handshake. It costs one cycle of latency.
+on registers only, never on this cycle's input handshake (a beat entering an empty slot
+moves the columns a cycle later; the third place keeps the input at full rate, the slot
+holding two beats in the steady state). It costs two cycles of latency.
 
 Chaining arrays column to column (``input_order``, ``output_order``)
 --------------------------------------------------------------------
@@ -805,13 +808,13 @@ class ButterflyArray(wiring.Component):
                 m.d.sync += self.error.eq(1)
 
         # -- the input slot and the core: frame count, length/mode changes ---------------------
-        # The slot is a two-beat FIFO, so its ready is a register (``level != 2``) and neither
+        # The slot is a three-beat FIFO, so its ready is a register (``level != 3``) and neither
         # the front nor the bit-reversal buffer waits on this cycle's pipeline enable.
         # Each entry also says whether its length or mode differs from the entry before it:
         # at a transform boundary that is "differs from the transforms in the columns".
         entry = data.StructLayout({"data": src_data.shape(), "log2n": src_log2n.shape(),
                                    "real": 1, "changes": 1})
-        m.submodules.slot = slot = SyncFIFO(width=entry.size, depth=2)
+        m.submodules.slot = slot = SyncFIFO(width=entry.size, depth=3)
         incoming = Signal(entry)
         head_entry = data.View(entry, slot.r_data)
         slot_data = head_entry.data
@@ -864,7 +867,10 @@ class ButterflyArray(wiring.Component):
             m.d.sync += [in_flight.eq(in_flight - 1), busy.eq(in_flight != 1)]
 
         # -- the enable a cycle ahead: room at the tail, and a beat in the slot or a boundary --
-        kept = slot.level + (src_valid & slot.w_rdy)     # the slot's beats next cycle, plus taken
+        # Only the beats in the slot now count, not one entering it: so the input's valid
+        # (and the bit-reversal buffer's) reaches no enable copy (at 7618cd6 the 16-PE array's
+        # worst path ran from the bit-reversal buffer's output valid into the copies).
+        kept = slot.level
 
         def enable_after(moves):
             take = slot_valid & ~drain if moves else Const(0, 1)

@@ -36,7 +36,8 @@ Rows: ``log2n`` on a row's first beat (``lanes ≤ N ≤ n_max``; clamped and ``
 outside), ``last`` on its final beat (checked against the count: a mismatch sets
 ``error``, the count wins). Both layers must have the ``N`` the rows have.
 
-Cycles: a row's last output comes ``3 + chained_array_pipeline(N)`` cycles after it would
+Cycles: a row's last output comes ``4 + chained_array_pipeline(N)`` (``3 + …`` when
+``N = lanes``) cycles after it would
 leave a single array in real mode (the first array's output FIFO, the link register, the
 second array's input slot and its columns in place of the first array's reorder buffer);
 :func:`attnforge.sim.butterfly.ffn_cycles` replays it exactly for rows of one length at full
