@@ -744,6 +744,7 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
     entered = 0                                 # beats it took last cycle
     c_beat = 0                                  # beat number at the columns' input
     full = [None] * 3                           # the reorder buffer's regions
+    unfreed = None                              # the region read out last cycle
     landing = filling = None                    # (region, transform): its last beat written,
                                                 # then in the write register
     w_region = r_region = r_beat = 0
@@ -801,8 +802,9 @@ def array_cycles(lengths, modes=None, cfg=_DEFAULT):
                     pipe = [None] * pipes[lengths[vec]]
                 c_beat = 0 if beat == beats[vec] - 1 else c_beat + 1
             pipe = [new] + pipe[:-1]
-        if freed is not None:
-            full[freed] = None
+        if unfreed is not None:                 # the writer sees a region free a cycle late
+            full[unfreed] = None
+        unfreed = freed
         if filling is not None:                 # the write register's last beat landed
             full[filling[0]] = filling[1]
         filling, landing = landing, None

@@ -101,7 +101,9 @@ the beat counter, the last column's valid bit and the reorder buffer's room
 (``ReorderBuffer.w_ready_next``). The slot is what makes that possible: the enable depends
 on registers only, never on this cycle's input handshake (a beat entering an empty slot
 moves the columns a cycle later; the third place keeps the input at full rate, the slot
-holding two beats in the steady state). It costs two cycles of latency.
+holding two beats in the steady state), nor on the output's ready (the reorder buffer's
+room next cycle leaves out a region read out this cycle). It costs two cycles of latency,
+and transforms of one beat (``N = lanes``) stream at five in six cycles.
 
 Chaining arrays column to column (``input_order``, ``output_order``)
 --------------------------------------------------------------------

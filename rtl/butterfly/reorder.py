@@ -61,7 +61,8 @@ class ReorderBuffer(wiring.Component):
         The buffer has room for the transform being written.
     w_ready_next : Out(2)
         ``w_ready`` next cycle if no write this cycle ends a transform (bit 0), and if one
-        does (bit 1): for a writer that decides a cycle ahead.
+        does (bit 1), not counting a region freed this cycle (it counts from the cycle
+        after): for a writer that decides a cycle ahead.
     o : Out(stream) of :func:`output_beat`
         Natural order, ``N / lanes`` beats per transform, the first two cycles after the
         transform's last write at the earliest (three with ``write_register``).
@@ -217,8 +218,11 @@ class ReorderBuffer(wiring.Component):
             for log2n in sched.log2n_range:
                 with m.Case(log2n):
                     m.d.sync += r_last.eq(t_out_next == (1 << (log2n - p)) - 1)
-        freed = [r_done & (r_region == h) for h in range(R)]
-        still_full = Array((full[h] | pending[h]) & ~freed[h] for h in range(R))
+        # Next cycle's room: a region the reader frees this cycle counts as full, so the
+        # output's ready (through ``advance``) reaches no decision of the writer's (at
+        # deb4db3 it ran through here into the 16-PE array's enable copies); with three
+        # regions that costs a cycle only to transforms of one beat.
+        still_full = Array(full[h] | pending[h] for h in range(R))
         m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_region], ~still_full[following(w_region)]))
         for lane in range(P):
             m.d.comb += self.o.payload.data[lane].eq(read_data[stages[1]["sel"][lane]])
