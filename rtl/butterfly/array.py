@@ -305,7 +305,9 @@ class _Column(wiring.Component):
     for the flags, bit ``1 + n`` for PE ``n``'s output lanes (one copy of it was the 16-PE
     array's worst path at 8a07c6c with the static placer: 9.5 ns of routing). ``o_valid_next`` is the valid bit ``o`` will
     show after a cycle with ``en`` high (for the array's enable, a cycle ahead), and
-    ``o_index_next`` its index (for the next exchange's switch).
+    ``o_index_next`` its index (for the next exchange's switch). ``real`` has a copy per PE
+    (its coefficient, mode and shift multiplexers; one copy for the column was the 16-PE
+    array's worst path at 23af804: 9.2 ns of routing into a multiplier's operand).
     """
 
     def __init__(self, cfg, schedule, index):
@@ -322,7 +324,7 @@ class _Column(wiring.Component):
             "o_index_next": Out(_index_bits(cfg)),
         }
         if cfg.linear:
-            ports.update({"real": In(1), "w_en": In(1), "w": In(weight_beat(cfg))})
+            ports.update({"real": In(cfg.lanes // 2), "w_en": In(1), "w": In(weight_beat(cfg))})
         super().__init__(ports)
 
     @staticmethod
@@ -446,13 +448,14 @@ class _Column(wiring.Component):
             if cfg.linear:
                 a, b, c, d = weights[n]
                 wr, wi = twiddles[n]
+                real = self.real[n]
                 m.d.comb += [
-                    pe.i.payload.coef[0].eq(Mux(self.real, a, wr)),
-                    pe.i.payload.coef[1].eq(Mux(self.real, b, wi)),
+                    pe.i.payload.coef[0].eq(Mux(real, a, wr)),
+                    pe.i.payload.coef[1].eq(Mux(real, b, wi)),
                     pe.i.payload.coef[2].eq(c),
                     pe.i.payload.coef[3].eq(d),
-                    pe.i.payload.mode.eq(Mux(self.real, Mode.REAL, Mode.FFT)),
-                    pe.i.payload.shift.eq(Mux(self.real, real_shift, 1)),
+                    pe.i.payload.mode.eq(Mux(real, Mode.REAL, Mode.FFT)),
+                    pe.i.payload.shift.eq(Mux(real, real_shift, 1)),
                 ]
             else:
                 m.d.comb += [
@@ -667,10 +670,10 @@ class ButterflyArray(wiring.Component):
                     late=c >= 1))
             if cfg.linear:
                 load, _, real = length_change(c >= 1)
-                col_real, = held_copies(m, f"col{c}_real", 1, load=load, value=real)
+                col_real = held_copies(m, f"col{c}_real", len(column.real), load=load, value=real)
                 w_en = Signal(name=f"col{c}_w_en")
                 m.d.sync += w_en.eq(w_accept & (self.w.payload.column == c))
-                m.d.comb += [column.real.eq(col_real), column.w_en.eq(w_en), column.w.eq(w_reg)]
+                m.d.comb += [column.real.eq(Cat(*col_real)), column.w_en.eq(w_en), column.w.eq(w_reg)]
             beat = column.o
         tail, tail_valid_next = beat, column.o_valid_next
 
