@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from amaranth.hdl import Cat, Mux, Signal, Value
 from amaranth.lib import data
 
-__all__ = ["stage", "tree", "flag_copies", "enable_copies", "held_copies"]
+__all__ = ["stage", "tree", "flag_copies", "enable_copies", "held_copies", "one_hot_mux"]
 
 
 def stage(m, name, en=None, **values):
@@ -108,3 +108,11 @@ def held_copies(m, name, copies, *, load, value, init=0):
     """
     return enable_copies(m, name, copies, if_enabled=Mux(load, value, 1),
                          if_stalled=Mux(load, value, 0), init=init)
+
+
+def one_hot_mux(select, values):
+    """``values[i]`` where ``select[i]`` is the one set bit: an OR of ANDs, no priority chain."""
+    result = 0
+    for bit, value in zip(select, values):
+        result = result | Mux(bit, value, 0)
+    return result

@@ -29,7 +29,7 @@ from amaranth.utils import exact_log2
 from ..configs.topk import TopKConfig
 from .stream import vector_beat
 from .compact import Packer, ZeroEliminator, popcount, prefix_counts, wires
-from .pipeline import enable_copies, held_copies
+from .pipeline import enable_copies, held_copies, one_hot_mux
 from .ram import block_ram, read
 
 __all__ = ["TopK", "input_beat", "output_beat"]
@@ -74,15 +74,7 @@ def _digits(cfg, key):
 
 def _select_digit(cfg, key, one_hot):
     """The digit of ``key`` that the registered ``one_hot`` (bit j-1 for digit j) picks."""
-    return _one_hot_mux(list(one_hot), _digits(cfg, key))
-
-
-def _one_hot_mux(select, values):
-    """``values[i]`` where ``select[i]`` is the one set bit: an OR of ANDs, no priority chain."""
-    result = 0
-    for bit, value in zip(select, values):
-        result = result | Mux(bit, value, 0)
-    return result
+    return one_hot_mux(list(one_hot), _digits(cfg, key))
 
 
 class TopK(wiring.Component):
@@ -266,8 +258,8 @@ class TopK(wiring.Component):
         populations = [Signal(count, name=f"population{b}") for b in range(B)]
         ranks_left = [Signal(count, name=f"rank_left{b}") for b in range(B)]
         bucket = Signal(cfg.radix_bits)            # the picked bucket's number, from the one-hot
-        m.d.comb += bucket.eq(_one_hot_mux(picked, range(B)))
-        rank_left = _one_hot_mux(picked, ranks_left)
+        m.d.comb += bucket.eq(one_hot_mux(picked, range(B)))
+        rank_left = one_hot_mux(picked, ranks_left)
 
         # Whether a pass's candidates are all equal, and their value (from its compacted words, below).
         pass_uniform = Signal()
@@ -328,7 +320,7 @@ class TopK(wiring.Component):
                 m.d.comb += [k_left_load.eq(1), k_left_next.eq(rank_left)]
                 m.d.sync += [
                     threshold.eq(new_threshold),
-                    in_bucket.eq(_one_hot_mux(picked, populations)),
+                    in_bucket.eq(one_hot_mux(picked, populations)),
                     source_count.eq(in_bucket),
                     level.eq(level + 1),
                     digit_now.eq(digit_now << 1),

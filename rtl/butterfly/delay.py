@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from ..pipeline import held_copies
+from ..pipeline import held_copies, one_hot_mux
 from ..ram import block_ram, read
 
 __all__ = ["DelayLine"]
@@ -86,8 +86,8 @@ class DelayLine(wiring.Component):
                 groups = [(lo, min(lo + self.TAP_BITS, width)) for lo in range(0, width, self.TAP_BITS)]
                 taps = self._taps(m, [self.length == k + 1 for k in range(n)], len(groups))
                 m.d.comb += self.o.eq(Cat(
-                    _one_hot_select([Value.cast(reg)[lo:hi] for reg in regs],
-                                    [tap[g] for tap in taps])
+                    one_hot_mux([tap[g] for tap in taps],
+                                [Value.cast(reg)[lo:hi] for reg in regs])
                     for g, (lo, hi) in enumerate(groups)))
             return m
 
@@ -110,7 +110,7 @@ class DelayLine(wiring.Component):
             with m.If(self.en):
                 m.d.sync += one.eq(self.i)
             is_one, is_longer = (tap[0] for tap in self._taps(m, [self.length == 1, self.length != 1], 1))
-            m.d.comb += self.o.eq(_one_hot_select([Value.cast(one), Value.cast(word)], [is_one, is_longer]))
+            m.d.comb += self.o.eq(one_hot_mux([is_one, is_longer], [Value.cast(one), Value.cast(word)]))
         return m
 
     def _taps(self, m, flags, copies):
@@ -121,10 +121,3 @@ class DelayLine(wiring.Component):
         return [held_copies(m, f"tap{k}_", copies, load=reloaded, value=flag)
                 for k, flag in enumerate(flags)]
 
-
-def _one_hot_select(values, select):
-    """``values[k]`` where ``select[k]`` is the one set bit: an OR of ANDs."""
-    result = 0
-    for value, bit in zip(values, select):
-        result = result | (value & bit.replicate(len(value)))
-    return result
