@@ -62,7 +62,7 @@ class ReorderBuffer(wiring.Component):
     w_ready_next : Out(2)
         ``w_ready`` next cycle if no write this cycle ends a transform (bit 0), and if one
         does (bit 1), not counting a region freed this cycle (it counts from the cycle
-        after): for a writer that decides a cycle ahead.
+        after): for a writer that decides a cycle ahead. A register.
     o : Out(stream) of :func:`output_beat`
         Natural order, ``N / lanes`` beats per transform, the first two cycles after the
         transform's last write at the earliest (three with ``write_register``).
@@ -223,9 +223,21 @@ class ReorderBuffer(wiring.Component):
         # Next cycle's room: a region the reader frees this cycle counts as full, so the
         # output's ready (through ``advance``) reaches no decision of the writer's (at
         # deb4db3 it ran through here into the 16-PE array's enable copies); with three
-        # regions that costs a cycle only to transforms of one beat.
-        still_full = Array(full[h] | pending[h] for h in range(R))
-        m.d.comb += self.w_ready_next.eq(Cat(~still_full[w_region], ~still_full[following(w_region)]))
+        # regions that costs a cycle only to transforms of one beat. Both bits are
+        # registers, computed a cycle early from the next state of the regions, their
+        # write register and the write region (the lookup over the regions was the worst
+        # path of both arrays at 0ad29e2, into the enable copies).
+        freed = [r_done & (r_region == h) for h in range(R)]
+        w_done_now = self.w_en & self.w.last
+        pending_next = [w_done_now & (w_region == h) if self.write_register else Const(0, 1)
+                        for h in range(R)]
+        still_full_next = Array(Mux(freed[h], 0, full[h] | filled[h]) | pending_next[h]
+                                for h in range(R))
+        w_region_next = Mux(w_done_now, following(w_region), w_region)
+        room = Signal(2, init=0b11)
+        m.d.sync += room.eq(Cat(~still_full_next[w_region_next],
+                                ~still_full_next[following(w_region_next)]))
+        m.d.comb += self.w_ready_next.eq(room)
         for lane in range(P):
             m.d.comb += self.o.payload.data[lane].eq(read_data[stages[1]["sel"][lane]])
         m.d.comb += self.o.payload.last.eq(stages[1]["last"])
