@@ -1,6 +1,6 @@
 """Delay lines that advance with a pipeline enable: registers when short, block RAM when long."""
 
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -109,8 +109,8 @@ class DelayLine(wiring.Component):
             one = Signal(self._shape)
             with m.If(self.en):
                 m.d.sync += one.eq(self.i)
-            is_one, is_longer = (tap[0] for tap in self._taps(m, [self.length == 1, self.length != 1], 1))
-            m.d.comb += self.o.eq(one_hot_mux([is_one, is_longer], [Value.cast(one), Value.cast(word)]))
+            (is_one,), = self._taps(m, [self.length == 1], 1)
+            m.d.comb += self.o.eq(Mux(is_one, one, word))
         return m
 
     def _taps(self, m, flags, copies):

@@ -228,12 +228,11 @@ class ReorderBuffer(wiring.Component):
         # write register and the write region (the lookup over the regions was the worst
         # path of both arrays at 0ad29e2, into the enable copies).
         freed = [r_done & (r_region == h) for h in range(R)]
-        w_done_now = self.w_en & self.w.last
-        pending_next = [w_done_now & (w_region == h) if self.write_register else Const(0, 1)
+        pending_next = [w_done & (w_region == h) if self.write_register else Const(0, 1)
                         for h in range(R)]
         still_full_next = Array(Mux(freed[h], 0, full[h] | filled[h]) | pending_next[h]
                                 for h in range(R))
-        w_region_next = Mux(w_done_now, following(w_region), w_region)
+        w_region_next = Mux(w_done, following(w_region), w_region)
         room = Signal(2, init=0b11)
         m.d.sync += room.eq(Cat(~still_full_next[w_region_next],
                                 ~still_full_next[following(w_region_next)]))
